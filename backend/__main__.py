@@ -1,0 +1,35 @@
+"""python -m backend [--host 127.0.0.1] [--port 9090] -> uvicorn with WORKERS worker processes."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+
+import uvicorn
+
+from backend.settings import get_settings
+
+
+def prepare_metrics_dir() -> str:
+    """A fresh PROMETHEUS_MULTIPROC_DIR (set before any worker imports prometheus_client)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="recmeta-prometheus-")
+    shutil.rmtree(path, ignore_errors=True)  # counters of a previous run must not add up
+    os.makedirs(path, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9090)
+    args = parser.parse_args(argv)
+    settings = get_settings()  # fail fast on bad configuration, before forking workers
+    prepare_metrics_dir()
+    uvicorn.run("backend.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=settings.workers, log_config=None, log_level=settings.log_level.lower())
+
+
+if __name__ == "__main__":
+    main()

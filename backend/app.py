@@ -1,0 +1,96 @@
+"""HTTP protocol adapter: what Label Studio 1.23.2 calls on an ML backend (see docs/backend.md).
+
+/setup answers from the registry pointer alone (Label Studio gives it 3 s and calls it before
+every prediction batch); /predict loads the current model lazily, so it also works right after a
+restart when no /setup came first.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from backend import metrics
+from backend.log_redaction import configure_logging
+from backend.ml_base import MLBase
+from backend.recording_model import RecordingBackend
+from backend.registry import ModelRegistry
+from backend.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+NO_MODEL_VERSION = "INITIAL"  # what /setup answers before any model exists (label-studio-ml's default)
+
+
+def basic_auth_dependency(settings: Settings):
+    """Require the configured basic-auth user/password (what Label Studio sends when set up with it)."""
+    if not settings.basic_auth_user:
+        return lambda: None
+    scheme = HTTPBasic(auto_error=False)
+
+    def check(credentials: HTTPBasicCredentials | None = Depends(scheme)) -> None:
+        ok = credentials is not None and (
+            secrets.compare_digest(credentials.username.encode(), settings.basic_auth_user.encode())
+            & secrets.compare_digest(credentials.password.encode(), settings.basic_auth_pass.encode())
+        )
+        if not ok:
+            raise HTTPException(401, "basic authentication required", headers={"WWW-Authenticate": "Basic"})
+
+    return check
+
+
+def create_app(settings: Settings | None = None, model: MLBase | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.secrets())
+    model = model or RecordingBackend(settings)
+    app = FastAPI(title="recmeta ML backend", docs_url=None, redoc_url=None)
+    registry = ModelRegistry(settings.model_dir)
+    app.state.model = model
+    auth = [Depends(basic_auth_dependency(settings))]
+
+    @app.get("/health")
+    @app.get("/")
+    def health() -> dict:
+        # open without auth: the container HEALTHCHECK calls it; it tells only the version id
+        return {"status": "UP", "model_class": model.model_class, "model_version": model.model_version}
+
+    @app.post("/setup", dependencies=auth)
+    def setup(body: dict = Body(...)) -> dict:
+        model.setup(project=body.get("project"), label_config=body.get("schema"),
+                    hostname=body.get("hostname"), access_token=body.get("access_token"))
+        return {"model_version": model.model_version or NO_MODEL_VERSION}
+
+    @app.post("/predict", dependencies=auth)
+    def predict(body: dict = Body(...)) -> dict:
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise HTTPException(422, "request body needs 'tasks': a list of task objects")
+        started = time.perf_counter()
+        params = body.get("params") or {}
+        results = model.predict(tasks, context=params.get("context"),
+                                label_config=body.get("label_config"), project=body.get("project"))
+        metrics.PREDICT_SECONDS.observe(time.perf_counter() - started)
+        version = next((r["model_version"] for r in results if r.get("model_version")), None)
+        return {"results": results, "model_version": version or model.model_version or NO_MODEL_VERSION}
+
+    @app.post("/webhook", dependencies=auth)
+    def webhook(body: Any = Body(None)) -> dict:
+        event = body.get("action") if isinstance(body, dict) else None
+        if not event:
+            raise HTTPException(422, "webhook body needs an 'action'")
+        model.fit(event, body)
+        return {"status": "ok"}
+
+    @app.api_route("/versions", methods=["GET", "POST"], dependencies=auth)
+    def versions() -> dict:
+        return {"versions": [v.version for v in registry.versions()], "current": registry.current()}
+
+    @app.get("/metrics", dependencies=auth)
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return app

@@ -1,0 +1,147 @@
+"""Our MLBase: task frames -> ONNX model -> joint decoding -> Label Studio results.
+
+A broken task (bad data, unreachable frame, not an image) gets an entry WITHOUT "result": Label
+Studio 1.23.2 skips it (stores no prediction), so the annotator sees the task unpredicted and the
+next retrieval tries again. Every other task of the batch is predicted normally.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from backend import metrics
+from backend.live_model import LiveModel, LoadedModel
+from backend.log_redaction import redactor
+from backend.ml_base import MLBase
+from backend.registry import ModelRegistry
+from backend.results import ProjectView, project_view, task_results
+from backend.settings import Settings
+from backend.task_frames import FrameBatchShape, TaskError, TaskFrameLoader, frame_refs
+from training.frame_source import FrameFetcher, FrameSourceConfig
+from training.propagation import Rules, load_rules
+from training.schema import LabelConfigError, LabelSchema, parse_label_config
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 16  # tasks per ONNX call: bounds memory (16 x 10 x 224^2 floats = 32 MB)
+FRAME_THREADS = 8
+
+
+@lru_cache(maxsize=32)
+def parsed_config(label_config: str) -> LabelSchema:
+    return parse_label_config(label_config)
+
+
+class RecordingBackend(MLBase):
+    model_class = "RecordingBackend"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.live = LiveModel(ModelRegistry(settings.model_dir), use_int8=settings.use_int8,
+                              threads=settings.onnx_threads or None)
+        self.loader = TaskFrameLoader(ThreadPoolExecutor(FRAME_THREADS, thread_name_prefix="frames"))
+        self._setup_host: str | None = None
+        self._setup_token: str | None = None
+        self._project_configs: dict[str, str] = {}
+        self._fetchers: dict[tuple, FrameFetcher] = {}
+        self._rules: dict[str, Rules] = {}
+        self._logged_missing: set[str] = set()
+
+    # --- /setup: fast, no model load ---
+    def setup(self, *, project=None, label_config=None, hostname=None, access_token=None) -> None:
+        redactor().add(access_token)
+        if hostname:
+            self._setup_host = hostname.rstrip("/")
+        if access_token:
+            self._setup_token = access_token
+        if project and label_config:
+            self._project_configs[str(project)] = label_config
+
+    @property
+    def model_version(self) -> str | None:
+        return self.live.current_version()
+
+    # --- /predict ---
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
+        loaded = self.live.get()
+        if loaded is None:
+            return [self._failed(task, TaskError("no_model", "no model in MODEL_DIR yet"), None) for task in tasks]
+        try:
+            view = self._view(loaded, kwargs.get("label_config"), kwargs.get("project"))
+        except LabelConfigError as exc:
+            error = TaskError("bad_label_config", f"project labeling config unusable: {exc}")
+            return [self._failed(task, error, loaded.version) for task in tasks]
+        shape = FrameBatchShape(loaded.model.frames, loaded.model.preprocess)
+        fetcher = self._fetcher()
+        pending: list[tuple[int, list | TaskError]] = []
+        for i, task in enumerate(tasks):  # start every task's downloads before waiting on any
+            try:
+                pending.append((i, self.loader.submit(fetcher, frame_refs(task, view.value_key), shape)))
+            except TaskError as exc:
+                pending.append((i, exc))
+        results: list[dict | None] = [None] * len(tasks)
+        ready: list[tuple[int, np.ndarray, np.ndarray]] = []
+        for i, futures in pending:
+            try:
+                if isinstance(futures, TaskError):
+                    raise futures
+                frames, mask = self.loader.collect(futures, shape)
+                metrics.FRAMES_FETCHED.inc(int(mask.sum()))
+                ready.append((i, frames, mask))
+            except TaskError as exc:
+                results[i] = self._failed(tasks[i], exc, loaded.version)
+        for start in range(0, len(ready), MAX_BATCH):
+            chunk = ready[start:start + MAX_BATCH]
+            probs = loaded.model.predict(np.stack([f for _, f, _ in chunk]), np.stack([m for _, _, m in chunk]))
+            for row, (i, _, _) in enumerate(chunk):
+                results[i] = self._answer({name: p[row] for name, p in probs.items()}, loaded, view)
+        return results  # type: ignore[return-value]  # every slot is filled above
+
+    def _answer(self, probs: dict[str, np.ndarray], loaded: LoadedModel, view: ProjectView) -> dict:
+        items, score, held_back = task_results(
+            probs, loaded.model.schema, self._rules_for(loaded), view, self.settings.min_score_for)
+        metrics.PREDICTIONS.inc()
+        metrics.LABELS_SKIPPED.inc(held_back)
+        return {"result": items, "score": score, "model_version": loaded.version}
+
+    def _failed(self, task: dict, error: TaskError, version: str | None) -> dict:
+        log.warning("task %s not predicted (%s): %s", task.get("id"), error.reason, error.message)
+        metrics.TASKS_FAILED.labels(error.reason).inc()
+        entry = {"error": f"{error.reason}: {error.message}"}  # no "result": Label Studio skips it
+        if version is not None:
+            entry["model_version"] = version
+        return entry
+
+    def _view(self, loaded: LoadedModel, label_config: str | None, project: Any) -> ProjectView:
+        label_config = label_config or self._project_configs.get(str(project))
+        project_schema = parsed_config(label_config) if label_config else loaded.model.schema
+        predictable = set(loaded.model.output_names) - set(loaded.model.meta.get("untrained") or ())
+        view = project_view(loaded.model.schema, predictable, project_schema)
+        for name in view.missing:
+            if name not in self._logged_missing:  # once per process, not once per request
+                self._logged_missing.add(name)
+                log.info("label %r is in the project config but model %s cannot predict it: left unpredicted",
+                         name, loaded.version)
+        return view
+
+    def _rules_for(self, loaded: LoadedModel) -> Rules:
+        if loaded.version not in self._rules:
+            self._rules[loaded.version] = load_rules(loaded.model.schema)
+        return self._rules[loaded.version]
+
+    def _fetcher(self) -> FrameFetcher:
+        """Frame fetcher for the Label Studio URL/key: environment first, else what /setup sent."""
+        s = self.settings
+        url = s.label_studio_url or self._setup_host
+        key = s.label_studio_api_key or self._setup_token
+        if (url, key) not in self._fetchers:
+            self._fetchers[(url, key)] = FrameFetcher(FrameSourceConfig(
+                label_studio_url=url, api_key=key, document_root=s.local_files_document_root,
+                cache_dir=s.frame_cache_dir, cache_max_bytes=s.frame_cache_max_bytes,
+                timeout_s=s.frame_timeout_s, max_bytes=s.max_frame_bytes, allowed_hosts=s.allowed_frame_hosts,
+            ))
+        return self._fetchers[(url, key)]
+

@@ -1,0 +1,81 @@
+"""Model probabilities -> Label Studio results, restricted to what the project config asks.
+
+Only labels both the project and the model know are decoded; classes the project lacks get
+probability 0 before joint decoding, so they are never emitted. Labels below their minimum
+score are left out for the annotator. The task score is the LOWEST emitted probability, so an
+ascending sort on "prediction score" in the Data Manager lists the most uncertain recordings
+first (active learning).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from training.propagation import Rules
+from training.schema import LabelSchema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    """The part of a model's schema a project can receive."""
+
+    to_name: str  # the project's <Image name=...>
+    value_key: str  # the project's task data key holding the frame list (valueList="$frames")
+    allowed: dict[str, np.ndarray]  # label -> bool mask over the MODEL's classes that the project has
+    missing: tuple[str, ...]  # project labels the model cannot predict (absent or untrained head)
+
+
+def project_view(model_schema: LabelSchema, predictable: set[str], project: LabelSchema) -> ProjectView:
+    """`predictable`: the model's labels with an output head that is trained."""
+    allowed: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+    for spec in project.labels:
+        if spec.name not in predictable:
+            missing.append(spec.name)
+            continue
+        mask = np.array([c in spec.classes for c in model_schema[spec.name].classes])
+        if mask.any():
+            allowed[spec.name] = mask
+        else:
+            missing.append(spec.name)
+    return ProjectView(project.object_name, project.value_key, allowed, tuple(missing))
+
+
+def task_results(
+    probs: dict[str, np.ndarray],
+    model_schema: LabelSchema,
+    rules: Rules,
+    view: ProjectView,
+    min_score_for: Callable[[str], float],
+) -> tuple[list[dict], float | None, int]:
+    """One task's (result items, task score, labels held back for being below their minimum).
+
+    `probs` holds the model's calibrated probabilities per label for this one task. The task
+    score is the lowest emitted probability; when nothing is emitted, the lowest decoded one
+    (still the most uncertain first); None when the project asks nothing the model knows.
+    """
+    masked = {name: np.where(mask, probs[name], 0.0) for name, mask in view.allowed.items()}
+    decoded = rules.joint_decode(masked) if masked else {}
+    items: list[dict] = []
+    held_back = 0
+    for name in view.allowed:  # project order
+        index, prob = decoded[name]
+        if not view.allowed[name][index] or prob <= 0.0:
+            continue  # nothing the project allows was possible
+        if prob < min_score_for(name):
+            held_back += 1
+            continue
+        items.append({
+            "from_name": name,
+            "to_name": view.to_name,
+            "type": "choices",
+            "value": {"choices": [model_schema[name].classes[index]]},
+            "score": round(float(prob), 6),
+        })
+    scores = [item["score"] for item in items] or [round(float(p), 6) for _, p in decoded.values()]
+    return items, (min(scores) if scores else None), held_back

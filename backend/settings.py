@@ -1,0 +1,125 @@
+"""Backend configuration from environment variables, read once per process.
+
+Every variable is documented in docs/backend.md. Secrets (API key, basic-auth password) live here
+only so that the log filter can redact them; they are never logged.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+MIN_SCORE_PREFIX = "MIN_SCORE_"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the backend cannot use."""
+
+
+def env_key_for_label(label: str) -> str:
+    """The suffix of MIN_SCORE_<LABEL> for a label name: upper case, non-alphanumerics as '_'."""
+    return re.sub(r"[^A-Z0-9]", "_", label.upper())
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path = Path("models")  # versions/<id>/model.onnx + the `current` pointer
+    label_studio_url: str | None = None  # base URL for relative frame URLs; else /setup's hostname
+    label_studio_api_key: str | None = field(default=None, repr=False)  # legacy token or PAT
+    local_files_document_root: Path | None = None  # read /data/local-files/?d=... from disk here
+    basic_auth_user: str | None = None  # when set, every endpoint but /health needs basic auth
+    basic_auth_pass: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+    workers: int = 1  # uvicorn worker processes; they share nothing but MODEL_DIR
+    min_score: float = 0.0  # a label whose probability is below this is left to the annotator
+    min_score_by_label: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    allowed_frame_hosts: tuple[str, ...] = ()  # http(s) hosts besides Label Studio frames may come from
+    frame_cache_dir: Path | None = None  # on-disk frame cache; None = no cache
+    frame_cache_max_bytes: int = 1 << 30
+    frame_timeout_s: float = 10.0  # per frame download
+    max_frame_bytes: int = 20 << 20  # larger frames are refused
+    use_int8: bool = False  # serve versions/<id>/model.int8.onnx when the version has one
+    onnx_threads: int = 0  # ONNX Runtime intra-op threads per worker; 0 = all cores
+
+    def min_score_for(self, label: str) -> float:
+        return self.min_score_by_label.get(env_key_for_label(label), self.min_score)
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.label_studio_api_key, self.basic_auth_pass) if s)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, kind, default):
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+
+        def flag(name: str) -> bool:
+            raw = (get(name) or "false").lower()
+            if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
+            return raw in ("1", "true", "yes", "on")
+
+        per_label = {
+            key[len(MIN_SCORE_PREFIX):]: number(key, float, 0.0)
+            for key in env
+            if key.startswith(MIN_SCORE_PREFIX) and len(key) > len(MIN_SCORE_PREFIX)
+        }
+        root = get("LOCAL_FILES_DOCUMENT_ROOT")
+        cache = get("FRAME_CACHE_DIR")
+        hosts = tuple(h.strip().lower() for h in (get("ALLOWED_FRAME_HOSTS") or "").split(",") if h.strip())
+        settings = cls(
+            model_dir=Path(get("MODEL_DIR") or "models"),
+            label_studio_url=(get("LABEL_STUDIO_URL") or "").rstrip("/") or None,
+            label_studio_api_key=get("LABEL_STUDIO_API_KEY"),
+            local_files_document_root=Path(root) if root else None,
+            basic_auth_user=get("BASIC_AUTH_USER"),
+            basic_auth_pass=get("BASIC_AUTH_PASS"),
+            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            workers=number("WORKERS", int, 1),
+            min_score=number("MIN_SCORE", float, 0.0),
+            min_score_by_label=MappingProxyType(per_label),
+            allowed_frame_hosts=hosts,
+            frame_cache_dir=Path(cache) if cache else None,
+            frame_cache_max_bytes=number("FRAME_CACHE_MAX_BYTES", int, 1 << 30),
+            frame_timeout_s=number("FRAME_TIMEOUT_S", float, 10.0),
+            max_frame_bytes=number("MAX_FRAME_BYTES", int, 20 << 20),
+            use_int8=flag("USE_INT8"),
+            onnx_threads=number("ONNX_THREADS", int, 0),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.workers < 1:
+            raise SettingsError(f"WORKERS must be >= 1, got {self.workers}")
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
+            raise SettingsError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
+        for name, value in [("MIN_SCORE", self.min_score), *self.min_score_by_label.items()]:
+            if not 0.0 <= value <= 1.0:
+                raise SettingsError(f"{name if name == 'MIN_SCORE' else MIN_SCORE_PREFIX + name} "
+                                    f"must be in [0, 1], got {value}")
+        if self.onnx_threads < 0:
+            raise SettingsError(f"ONNX_THREADS must be >= 0, got {self.onnx_threads}")
+        if self.frame_timeout_s <= 0 or self.max_frame_bytes <= 0:
+            raise SettingsError("FRAME_TIMEOUT_S and MAX_FRAME_BYTES must be positive")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings.from_env()

@@ -1,0 +1,115 @@
+"""Fixtures for the end-to-end tests: one real Label Studio per session, generated recordings,
+an installed model and our backend as a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from .ls_server import REPO_ROOT, LabelStudio, LabelStudioConfig, free_port
+
+RECORDINGS = 5  # a handful of tasks keeps the module within ~3 minutes on 2 shared cores
+FRAMES = 3
+FRAME_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def document_root(tmp_path_factory) -> Path:
+    """LOCAL_FILES_DOCUMENT_ROOT shared by Label Studio and (in one variant) the backend."""
+    return tmp_path_factory.mktemp("documents")
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory, document_root):
+    server = LabelStudio(LabelStudioConfig(data_dir=tmp_path_factory.mktemp("label-studio"),
+                                           document_root=document_root))
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def recordings(document_root) -> Path:
+    """Generated recordings below the document root; their tasks.json holds /data/local-files URLs."""
+    from training.synthetic import generate
+
+    return generate(document_root / "synthetic", recordings=RECORDINGS, subjects=3, frames=FRAMES,
+                    size=FRAME_SIZE, seed=7).root
+
+
+@pytest.fixture(scope="session")
+def label_config() -> str:
+    return (REPO_ROOT / "label_config.xml").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def project(label_studio, label_config, recordings, request) -> dict:
+    """A fresh project with our config, a local-files storage and the generated tasks imported."""
+    created = label_studio.create_project(request.node.name[:50], label_config)  # LS caps titles at 50
+    label_studio.add_local_storage(created["id"], recordings)
+    tasks = json.loads((recordings / "tasks.json").read_text(encoding="utf-8"))
+    label_studio.import_tasks(created["id"], tasks)
+    return created
+
+
+MODEL_VERSION = "e2e-tiny-v1"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """MODEL_DIR with one installed tiny ONNX model as version MODEL_VERSION (untrained weights are
+    enough: the tests check the protocol, not accuracy)."""
+    from backend_fixtures import build_tiny_model
+
+    onnx_path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    build_tiny_model(onnx_path)
+    models = tmp_path_factory.mktemp("models")
+    subprocess.run([sys.executable, "-m", "backend.models", "--model-dir", str(models), "add", str(onnx_path),
+                    "--version", MODEL_VERSION, "--use"], cwd=REPO_ROOT, check=True, capture_output=True)
+    return models
+
+
+@pytest.fixture
+def start_backend(tmp_path):
+    """start_backend(env) -> URL of `python -m backend` on a free loopback port; stopped at teardown."""
+    started: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str], timeout_s: float = 60.0) -> str:
+        port = free_port()
+        log = (tmp_path / f"backend-{port}.log").open("wb")
+        child_env = {k: v for k, v in os.environ.items()
+                     if k not in ("LOCAL_FILES_DOCUMENT_ROOT", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_URL")}
+        proc = subprocess.Popen([sys.executable, "-m", "backend", "--host", "127.0.0.1", "--port", str(port)],
+                                env={**child_env, "OMP_NUM_THREADS": "1", **env}, cwd=REPO_ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"backend exited with {proc.returncode}: {_tail(log.name)}")
+            try:
+                if requests.get(f"{url}/health", timeout=2).ok:
+                    return url
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"backend did not answer /health within {timeout_s} s: {_tail(log.name)}")
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)
+
+
+def _tail(path: str, chars: int = 3000) -> str:
+    return Path(path).read_text(errors="replace")[-chars:]

@@ -1,0 +1,122 @@
+"""End to end against a real Label Studio 1.23.2: tokens, local-files frames, and our backend's
+pre-annotations retrieved through the Data Manager action, for each way the backend can authenticate."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import requests
+
+from .conftest import MODEL_VERSION
+from .ls_server import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _whoami(url: str, authorization: str | None) -> requests.Response:
+    headers = {"Authorization": authorization} if authorization else {}
+    return requests.get(f"{url}/api/current-user/whoami", headers=headers, timeout=30)
+
+
+def test_legacy_token_and_personal_access_token_both_authenticate(label_studio):
+    assert _whoami(label_studio.url, f"Token {label_studio.legacy_token}").json()["email"] == \
+        label_studio.config.username
+    pat = label_studio.personal_access_token()
+    access = label_studio.access_token(pat)
+    assert _whoami(label_studio.url, f"Bearer {access}").json()["email"] == label_studio.config.username
+    # The PAT is a refresh token: it is not itself accepted as a bearer token, and nothing else passes.
+    assert _whoami(label_studio.url, f"Bearer {pat}").status_code == 401
+    assert _whoami(label_studio.url, "Token not-a-real-token").status_code == 401
+    assert _whoami(label_studio.url, None).status_code == 401
+
+
+def test_local_files_frames_are_served_with_either_token(label_studio, project, recordings):
+    task = label_studio.tasks(project["id"])[0]
+    frame_url = task["data"]["frames"][0]
+    assert frame_url.startswith("/data/local-files/?d=")
+    on_disk = (recordings.parent / frame_url.split("?d=", 1)[1]).read_bytes()
+    bearer = f"Bearer {label_studio.access_token(label_studio.personal_access_token())}"
+    for authorization in (f"Token {label_studio.legacy_token}", bearer):
+        r = requests.get(label_studio.url + frame_url, headers={"Authorization": authorization}, timeout=30)
+        assert r.status_code == 200 and r.content == on_disk
+    assert requests.get(label_studio.url + frame_url, timeout=30).status_code == 401
+
+
+def test_import_keeps_every_generated_task(label_studio, project, recordings):
+    generated = json.loads((recordings / "tasks.json").read_text(encoding="utf-8"))
+    stored = label_studio.tasks(project["id"])
+    assert sorted(t["data"]["recording_id"] for t in stored) == sorted(t["data"]["recording_id"] for t in generated)
+    assert all(not t["predictions"] for t in stored)
+
+
+def test_annotations_round_trip_through_the_export(label_studio, project, recordings, schema):
+    """Answers posted to LS come back in its JSON export exactly as our export reader understands them."""
+    from training.export_reader import read_export
+
+    truth = {row["recording_id"]: row for row in csv.DictReader((recordings / "truth.csv").open(encoding="utf-8"))}
+    for task in label_studio.tasks(project["id"]):
+        labels = truth[task["data"]["recording_id"]]
+        label_studio.annotate(task["id"], [
+            {"from_name": s.name, "to_name": schema.object_name, "type": "choices",
+             "value": {"choices": [labels[s.name]]}} for s in schema.labels])
+    exported = read_export(label_studio.export(project["id"]), schema, strict=True, propagate=False)
+    assert len(exported.recordings) == len(truth)
+    for rec in exported.recordings:
+        assert rec.labels == {s.name: truth[rec.recording_id][s.name] for s in schema.labels}
+
+
+# How the backend reaches the frames in each variant. Only the named route can work: with the
+# document root, LABEL_STUDIO_URL points at a closed port and the key is wrong.
+BACKEND_ROUTES = {
+    "legacy_token": lambda ls, root: {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.legacy_token},
+    "personal_access_token": lambda ls, root: {"LABEL_STUDIO_URL": ls.url,
+                                               "LABEL_STUDIO_API_KEY": ls.personal_access_token()},
+    "document_root": lambda ls, root: {"LABEL_STUDIO_URL": f"http://127.0.0.1:{free_port()}",
+                                       "LABEL_STUDIO_API_KEY": "not-a-valid-token",
+                                       "LOCAL_FILES_DOCUMENT_ROOT": str(root)},
+}
+
+
+@pytest.mark.parametrize("route", list(BACKEND_ROUTES))
+def test_every_task_gets_a_valid_prediction_from_the_data_manager_action(
+        route, label_studio, project, document_root, model_dir, start_backend, schema):
+    env = {"MODEL_DIR": str(model_dir), **BACKEND_ROUTES[route](label_studio, document_root)}
+    backend_url = start_backend(env)
+    connected = label_studio.connect_ml_backend(project["id"], backend_url)
+    assert connected["state"] == "CO", connected
+
+    label_studio.retrieve_predictions(project["id"])
+
+    classes = {s.name: set(s.classes) for s in schema.labels}
+    tasks = label_studio.tasks(project["id"])
+    assert tasks
+    for task in tasks:
+        assert len(task["predictions"]) == 1, f"task {task['id']} ({route}): {task['predictions']}"
+        prediction = task["predictions"][0]
+        assert prediction["model_version"] == MODEL_VERSION
+        assert 0.0 <= prediction["score"] <= 1.0
+        answered = {}
+        for item in prediction["result"]:
+            assert (item["to_name"], item["type"]) == (schema.object_name, "choices")
+            (choice,) = item["value"]["choices"]
+            assert choice in classes[item["from_name"]], item
+            answered[item["from_name"]] = choice
+        assert answered, f"task {task['id']}: prediction without any label"
+    # Retrieving again with the same model version adds nothing (LS skips predicted tasks).
+    label_studio.retrieve_predictions(project["id"])
+    assert sum(len(t["predictions"]) for t in label_studio.tasks(project["id"])) == len(tasks)
+
+
+def test_a_task_whose_frames_are_missing_gets_no_prediction(
+        label_studio, project, model_dir, start_backend):
+    """The backend answers a failed task without `result`; LS stores nothing for it, the rest are kept."""
+    label_studio.import_tasks(project["id"], [{"recording_id": "gone", "subject_id": "nobody",
+                                               "frames": ["/data/local-files/?d=synthetic/frames/gone/00.png"]}])
+    backend_url = start_backend({"MODEL_DIR": str(model_dir), "LABEL_STUDIO_URL": label_studio.url,
+                                 "LABEL_STUDIO_API_KEY": label_studio.legacy_token})
+    label_studio.connect_ml_backend(project["id"], backend_url)
+    label_studio.retrieve_predictions(project["id"])
+    predicted = {t["data"]["recording_id"]: len(t["predictions"]) for t in label_studio.tasks(project["id"])}
+    assert predicted.pop("gone") == 0
+    assert set(predicted.values()) == {1}

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from training.schema import LabelConfigError, LabelSchema, load_label_config, parse_label_config
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+ELEVEN = {
+    "gender": ("Female", "Male"),
+    "car_recording": ("In Car", "In Lab"),
+    "ears_visibility": ("Ears Fully Occluded", "Ears Partly Visible", "Ears Fully Visible"),
+    "chin_visibility": ("Chin Fully Visible", "Chin Fully Occluded"),
+    "glasses_kind": ("Glasses Kind None", "Glasses Kind Transparent", "Glasses Kind Semi-Transparent",
+                     "Glasses Kind Blocking"),
+    "mouth_visibility": ("Mouth Fully Visible", "Mouth Fully Occluded"),
+    "nose_visibility": ("Nose Fully Visible", "Nose Fully Occluded"),
+    "eye_color": ("Green", "Blue", "Brown", "Gray"),
+    "face_mask_kind": ("Face Mask Kind None", "Face Mask Kind Black", "Face Mask Kind White", "Face Mask Kind RGB"),
+    "wearing_glasses": ("Wears Glasses", "Wears No Glasses"),
+    "wearing_face_mask": ("Wears Face Mask", "Wears No Face Mask"),
+}
+
+
+def test_default_config_is_the_eleven_labels_in_order():
+    schema = load_label_config()
+    assert schema.object_name == "frames" and schema.value_key == "frames"
+    assert [(s.name, s.classes) for s in schema.labels] == list(ELEVEN.items())
+
+
+@pytest.mark.parametrize("path", sorted((SHARED / "benchmarks").glob("*/label_config.xml")), ids=lambda p: p.parent.name)
+def test_benchmark_configs_parse(path):
+    schema = load_label_config(path)
+    assert len(schema.labels) >= 1 and all(len(s.classes) >= 2 for s in schema.labels)
+
+
+def test_recorded_config_parses_with_its_own_classes():
+    schema = load_label_config(SHARED / "label-studio-1.23.2" / "config_valuelist.xml")
+    assert schema["glasses_kind"].classes[0] == "None"
+    assert len(schema.labels) == 11
+
+
+def test_round_trip_dict():
+    schema = load_label_config()
+    assert LabelSchema.from_dict(schema.to_dict()) == schema
+
+
+@pytest.mark.parametrize("xml,needle", [
+    ("<View><Choices name='a' toName='x'><Choice value='1'/><Choice value='2'/></Choices></View>", "exactly one <Image>"),
+    ("<View><Image name='x' valueList='$f'/><Choices name='a' toName='y'><Choice value='1'/>"
+     "<Choice value='2'/></Choices></View>", "toName='x'"),
+    ("<View><Image name='x' valueList='$f'/><Choices name='a' toName='x' choice='multiple'>"
+     "<Choice value='1'/><Choice value='2'/></Choices></View>", "single-choice"),
+    ("<View><Image name='x' valueList='$f'/><Choices name='a' toName='x'><Choice value='1'/></Choices></View>",
+     "2 distinct"),
+    ("<View><Image name='x' valueList='$f'/></View>", "no <Choices>"),
+    ("<View><Image", "not valid"),
+])
+def test_bad_configs_name_the_problem(xml, needle):
+    with pytest.raises(LabelConfigError, match=None) as err:
+        parse_label_config(xml)
+    assert needle in str(err.value)
+
+
+def test_entity_expansion_is_refused():
+    bomb = ('<?xml version="1.0"?><!DOCTYPE v [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
+            "<View><Image name='x' valueList='$f'/><Choices name='&b;' toName='x'>"
+            "<Choice value='1'/><Choice value='2'/></Choices></View>")
+    with pytest.raises(LabelConfigError, match="not valid/safe XML"):
+        parse_label_config(bomb)

@@ -1,0 +1,148 @@
+"""Training configuration: frozen dataclasses with documented defaults (thesis 3.2 unless noted).
+
+A run writes its FitConfig to RUN/config.json; `FitConfig.from_json` reads it back, so a run can be
+repeated or resumed from that file alone.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    frames: int = 10  # frames per recording given to the multi-image model (thesis Dataset_v2)
+    image_size: int = 224  # square side after pad + resize (thesis 3.1.3)
+    standardize: bool = False  # subtract mean / divide by std after the [-1, 127/128] rescale
+    mean: float = 0.0
+    std: float = 1.0
+    cache_dir: str = ".cache/recordings"  # preprocessed frames per recording; relative = to the run's parent
+    max_preload_frames: int = 32  # frames kept per recording (evenly spaced); the jitter picks among them
+    jitter: bool = True  # training: random frame inside each bin instead of the bin's middle one
+    label_fraction: float = 1.0  # experiments: keep this fraction of each label's training annotations
+    label_fraction_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "multi"  # "multi": N frames per recording in; "single": one frame, recordings average
+    mode: str = "mtl"  # "mtl": one model, one head per label; "stl": one model per label (StlEnsemble)
+    width: float = 0.5  # MobileNetV2 width multiplier
+    fusion: str = "concat"  # multi: how frame encodings combine ("concat" | "mean")
+    hidden: int = 256  # width of the shared representation layer before the heads
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check_choice("model.kind", self.kind, ("multi", "single"))
+        _check_choice("model.mode", self.mode, ("mtl", "stl"))
+        _check_choice("model.fusion", self.fusion, ("concat", "mean"))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    supervised_weight: float = 0.3  # thesis eq. 3.2
+    entmin_weight: float = 0.3
+    vat_weight: float = 0.3
+    rotation_weight: float = 0.3  # not given in the thesis; weighted like the other parts
+    vat_xi: float = 1e-6  # finite-difference step of the power iteration (S4L / Miyato)
+    vat_eps_ref: float = 32.0  # S4L's perturbation L2 norm for a 224x224x3 input, scaled to ours
+    vat_eps: float | None = None  # absolute L2 norm per example instead of the scaled eps_ref
+    vat_power_iterations: int = 1
+    class_weighting: bool = True  # inverse-frequency class weights + per-label weights in the CE
+    label_weight_power: float = 1.0  # label weight = coverage ** -power (1 = thesis inverse frequency)
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    steps: tuple[int, ...] = (1, 2, 3)  # S4L MOAM steps to run, in order
+    epochs_per_step: int = 10
+    lr: float = 1e-3  # Adam, steps 1 and 2
+    restart_epochs: int = 0  # cosine restart period in epochs; 0 = one cosine cycle per S4L step
+    min_lr_fraction: float = 0.0  # steps 1-2: cosine floor as a fraction of lr
+    finetune_lr: float = 5e-4  # step 3
+    finetune_min_lr_fraction: float = 0.1  # step 3 decays to lr / 10
+    batch_size: int = 0  # 0 = thesis default for the model kind (multi 12 recordings, single 128 frames)
+    eval_batch_size: int = 32  # recordings per evaluation batch
+    pseudo_label_threshold: float = 0.0  # step 2: min. confidence to keep a pseudo-label (0 = all)
+    rotation_frames: int = 2  # multi: frames per recording that get the 4-way rotation task
+    seed: int = 0
+    channels_last: bool = True  # ~1.7x faster CPU training (docs/cpu-facts)
+    num_threads: int = 0  # torch intra-op threads; 0 = torch's default
+    progress: bool = True  # tqdm bars
+
+    def __post_init__(self) -> None:
+        if not self.steps or any(s not in (1, 2, 3) for s in self.steps) or list(self.steps) != sorted(set(self.steps)):
+            raise ValueError(f"recipe.steps must be increasing values from 1, 2, 3; got {self.steps!r}")
+        if self.epochs_per_step < 1:
+            raise ValueError(f"recipe.epochs_per_step must be >= 1; got {self.epochs_per_step}")
+        if not 0.0 <= self.pseudo_label_threshold <= 1.0:
+            raise ValueError(f"recipe.pseudo_label_threshold must be in [0, 1]; got {self.pseudo_label_threshold}")
+
+    def train_batch_size(self, kind: str) -> int:
+        if self.batch_size:
+            return self.batch_size
+        return 12 if kind == "multi" else 128
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    export: str  # Label Studio export (JSON or JSON_MIN)
+    out: str  # run directory
+    label_config: str | None = None  # labeling config XML; None = the repo's label_config.xml
+    data_root: str | None = None  # LOCAL_FILES_DOCUMENT_ROOT for /data/local-files/ frame refs
+    split: str | None = None  # split.json to use; None = compute with training.split and write RUN/split.json
+    split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train, val, test (subjects)
+    init_from: str | None = None  # model.pt whose weights start the training
+    label_studio_url: str | None = None  # for /data/upload/ and other server-relative frame refs
+    label_studio_api_key: str | None = None  # never written to config.json
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("label_studio_api_key")  # a secret: config.json is shared with reports
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FitConfig":
+        return _build(cls, d, "config")
+
+    @classmethod
+    def from_json(cls, text: str) -> "FitConfig":
+        return cls.from_dict(json.loads(text))
+
+
+def _check_choice(where: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{where} must be one of {allowed}; got {value!r}")
+
+
+def _build(cls: Any, d: dict, where: str) -> Any:
+    """Dataclass from a dict, nested dataclasses and tuples included; unknown keys are an error."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected an object, got {type(d).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}")
+    kwargs = {}
+    for name, value in d.items():
+        default = _default_of(known[name])
+        if is_dataclass(default):
+            value = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _default_of(f: Any) -> Any:
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return f.default

@@ -1,0 +1,191 @@
+"""S4L MOAM recipe (thesis 3.2): the three training steps around the epoch loop.
+
+Step 1: supervised masked CE (class + label weights) + EntMin + VAT + rotation, Adam with cosine
+decay restarts. Step 2: the best step-1 epoch (validation mean balanced accuracy) pseudo-labels
+every missing label (pseudo_labels.py), then step 1's training again on true + pseudo labels,
+continuing from the best step-1 weights. Step 3: fine-tune on true labels only, supervised loss
+only, lr 5e-4 decaying to 1/10. Each step starts a fresh Adam and cosine cycle from the best
+weights of the step before; the final model is the best epoch of the last step run.
+
+Every epoch is checkpointed (RUN/checkpoints/step{s}_epoch{e}.pt); `resume=True` continues after
+the newest one. Each epoch reseeds from (seed, step, epoch), so a resumed run repeats the
+uninterrupted one. When a step ends, its checkpoints other than the best and the last are removed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.config import FitConfig
+from training.dataset import FrameDataset, RecordingDataset, RecordingStore
+from training.distributed import DistContext, barrier, wrap
+from training.losses import imbalance_weights
+from training.metrics import evaluate
+from training.pseudo_labels import make_pseudo_labels
+from training.schema import LabelSchema
+from training.trainer import (
+    S4LObjective, checkpoint_path, latest_checkpoint, load_checkpoint, predict_logits, save_checkpoint,
+    seed_everything, softmax, train_epoch, train_loader,
+)
+
+
+@dataclass
+class RecipeData:
+    """What one recipe run learns from; label columns follow `schema` (a sub-schema in STL mode)."""
+
+    store: RecordingStore
+    schema: LabelSchema
+    train_rows: list[int]
+    val_rows: list[int]
+    test_rows: list[int]
+    train_targets: np.ndarray  # [R, L] training labels (label fraction applied), -1 = missing
+    truth: np.ndarray  # [R, L] every known label, for validation / test scoring
+
+
+@dataclass
+class RecipeResult:
+    model: nn.Module  # weights of the best epoch of the last step
+    steps: dict[int, dict]  # step -> {"best_epoch", "val_score", "val_logits", "test_logits", "wall_s", ...}
+    untrained: list[str]  # heads without any training label: they learned nothing
+
+
+class RunLog:
+    """Appends one JSON line per event to RUN/log.jsonl (rank 0 only)."""
+
+    def __init__(self, path: Path, ctx: DistContext, **extra):
+        self.path, self.ctx, self.extra = Path(path), ctx, extra
+
+    def write(self, record: dict) -> None:
+        if self.ctx.is_main:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({**record, **self.extra}) + "\n")
+
+
+def trained_heads(data: RecipeData) -> list[str]:
+    have = (data.train_targets[data.train_rows] >= 0).any(axis=0)
+    return [name for name, ok in zip(data.schema.names, have) if ok]
+
+
+def run_recipe(model: nn.Module, data: RecipeData, cfg: FitConfig, ckpt_dir: Path, log: RunLog,
+               ctx: DistContext, *, resume: bool = False) -> RecipeResult:
+    rc = cfg.recipe
+    trained = trained_heads(data)
+    if not trained:
+        raise ValueError(f"no label of {list(data.schema.names)} has an annotation in the training split")
+    model.to(ctx.device)
+    if rc.channels_last:
+        model.to(memory_format=torch.channels_last)
+    latest = latest_checkpoint(ckpt_dir) if resume else None
+    blob = load_checkpoint(latest) if latest else None
+    state = blob["recipe_state"] if blob else {"best": {}}
+    val = RecordingDataset(data.store, data.val_rows, data.truth, cfg.data.frames)
+    test = RecordingDataset(data.store, data.test_rows, data.truth, cfg.data.frames)
+    steps: dict[int, dict] = {}
+    for step in rc.steps:
+        started = time.perf_counter()
+        done = blob is not None and (step < blob["step"] or (step == blob["step"] and blob["epoch"] >= rc.epochs_per_step))
+        if not done:
+            targets = data.train_targets
+            extra = {}
+            if step == 2:
+                targets, extra = _pseudo_labelled(model, data, cfg, trained, ctx)
+            own = blob if blob is not None and step == blob["step"] else None
+            _train_step(model, data, cfg, step, targets, trained, state, own, ckpt_dir, log, ctx)
+            log.write({"phase": "step", "step": step, **extra})
+        best = state["best"][str(step)]
+        model.load_state_dict(load_checkpoint(checkpoint_path(ckpt_dir, step, best["epoch"]))["model"])
+        barrier(ctx)  # every rank has read the best weights before rank 0 prunes
+        if ctx.is_main:
+            _prune(ckpt_dir, step, keep={best["epoch"], rc.epochs_per_step})
+        steps[step] = {
+            "best_epoch": best["epoch"], "val_score": best["score"], "wall_s": time.perf_counter() - started,
+            "val_logits": predict_logits(model, val, rc.eval_batch_size, ctx),
+            "test_logits": predict_logits(model, test, rc.eval_batch_size, ctx),
+        }
+    return RecipeResult(model=model, steps=steps, untrained=[n for n in data.schema.names if n not in trained])
+
+
+def _pseudo_labelled(model, data: RecipeData, cfg: FitConfig, trained, ctx) -> tuple[np.ndarray, dict]:
+    """Training targets with the missing labels of the training rows filled by `model` (eval mode)."""
+    rows = data.train_rows
+    ds = RecordingDataset(data.store, rows, data.train_targets, cfg.data.frames)
+    probs = softmax(predict_logits(model, ds, cfg.recipe.eval_batch_size, ctx))
+    pseudo = make_pseudo_labels(data.train_targets[rows], probs, data.schema.names,
+                                threshold=cfg.recipe.pseudo_label_threshold, trained=set(trained))
+    targets = data.train_targets.copy()
+    targets[rows] = pseudo.targets
+    return targets, {"pseudo_labels": pseudo.counts(data.schema.names)}
+
+
+def _train_step(model, data: RecipeData, cfg: FitConfig, step: int, targets: np.ndarray, trained, state: dict,
+                blob: dict | None, ckpt_dir: Path, log: RunLog, ctx: DistContext) -> None:
+    rc, kind = cfg.recipe, cfg.model.kind
+    if kind == "multi":
+        train_ds = RecordingDataset(data.store, data.train_rows, targets, cfg.data.frames,
+                                    jitter=cfg.data.jitter, seed=rc.seed)
+    else:
+        train_ds = FrameDataset(data.store, data.train_rows, targets)
+    frames_per_item = 1.0 if kind == "multi" else len(train_ds) / max(len(data.train_rows), 1)
+    loader, sampler = train_loader(train_ds, rc.train_batch_size(kind), ctx, seed=rc.seed + step)
+    weights = (None, None)
+    if cfg.loss.class_weighting:
+        heads = dict(zip(data.schema.names, (len(s.classes) for s in data.schema.labels)))
+        weights = imbalance_weights(targets[data.train_rows], heads, cfg.loss.label_weight_power).as_tensors(ctx.device)
+    objective = wrap(S4LObjective(model, cfg.loss, trained, rc.rotation_frames, *weights), ctx)
+    lr, floor = (rc.finetune_lr, rc.finetune_min_lr_fraction) if step == 3 else (rc.lr, rc.min_lr_fraction)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    period = (rc.restart_epochs or rc.epochs_per_step) * len(loader)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=max(period, 1), eta_min=lr * floor)
+    start = 1
+    if blob is not None:
+        model.load_state_dict(blob["model"])
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        start = blob["epoch"] + 1
+    val = RecordingDataset(data.store, data.val_rows, data.truth, cfg.data.frames)
+    truth = {n: data.truth[data.val_rows, i] for i, n in enumerate(data.schema.names)}
+    for epoch in range(start, rc.epochs_per_step + 1):
+        seed_everything(rc.seed, step, epoch)
+        train_ds.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        stats = train_epoch(objective, loader, optimizer, scheduler, semi=step != 3, ctx=ctx,
+                            progress=rc.progress, desc=f"step {step} epoch {epoch}/{rc.epochs_per_step}")
+        score = None
+        if len(val):
+            metrics = evaluate(data.schema, truth, softmax(predict_logits(model, val, rc.eval_batch_size, ctx)))
+            score = metrics["mean_balanced_accuracy"]
+        best = state["best"].get(str(step))
+        if best is None or _rank(score) >= _rank(best["score"]):  # ties: the later (more trained) epoch
+            state["best"][str(step)] = {"epoch": epoch, "score": score}
+        if ctx.is_main:
+            save_checkpoint(checkpoint_path(ckpt_dir, step, epoch), model=model, optimizer=optimizer,
+                            scheduler=scheduler, step=step, epoch=epoch, state=state)
+        barrier(ctx)
+        recordings_per_s = stats["items_per_s"] / frames_per_item
+        log.write({"phase": "train", "step": step, "epoch": epoch, "loss": stats["loss"],
+                   "loss_parts": stats["loss_parts"], "lr": stats["lr"], "items_per_s": stats["items_per_s"],
+                   "recordings_per_s": recordings_per_s})
+        log.write({"phase": "val", "step": step, "epoch": epoch, "mean_balanced_accuracy": score})
+        if ctx.is_main:
+            print(f"step {step} epoch {epoch}: loss {stats['loss']:.4f} "
+                  f"{' '.join(f'{k} {v:.3f}' for k, v in stats['loss_parts'].items())} "
+                  f"| val mean balanced acc {score if score is None else round(score, 4)} "
+                  f"| {stats['items_per_s']:.1f} items/s", flush=True)
+
+
+def _rank(score: float | None) -> float:
+    return -math.inf if score is None else score
+
+
+def _prune(ckpt_dir: Path, step: int, keep: set[int]) -> None:
+    for p in Path(ckpt_dir).glob(f"step{step}_epoch*.pt"):
+        epoch = p.stem.partition("_epoch")[2]
+        if epoch.isdigit() and int(epoch) not in keep:
+            p.unlink()

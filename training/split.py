@@ -1,0 +1,316 @@
+"""Subject-disjoint train/val/test split solved as ONE integer program (thesis 3.1.2.1).
+
+Every subject (recording.subject_id; a recording without one is its own subject) goes to exactly
+one split. Subjects whose frames are (near) duplicates of each other (near_duplicates.py) are first
+merged into one unit (union-find) so the duplicates cannot leak across splits.
+
+Integer program (pulp + its bundled CBC, threads=1, fixed options, inputs sorted):
+- units with the same signature (subjects, recordings, labelled class counts) are interchangeable,
+  so each signature gets integer variables y[g, split] in [0, size of g] (x[subject, split] binaries
+  when every signature is unique); sum over splits = size of g. This is exact, and it keeps
+  facemask's 3,425 one-recording subjects down to a handful of variables.
+- split s holds ratio_s x subjects +- max(2 % of subjects, 1 subject) (2 % of fewer than 50
+  subjects is less than one subject, and ratio x n is rarely an integer) and ratio_s x recordings
+  +- 3 % of recordings.
+- minimise sum over splits s and classes c of |count(s, c) - ratio_s x total(c)| / total(c),
+  linearised with one auxiliary e >= +-(...) per (s, c). Dividing by total(c) weighs every class by
+  its RELATIVE deviation, so large classes do not drown small ones. The subject and recording
+  counts enter the sum the same way, so within the tolerances the nearer split wins.
+Class counts are over the recordings' labels (annotated and propagated). The seed decides which of
+several interchangeable units goes where. Fallback when no solution is found within the time limit
+(or the tolerances are infeasible): tolerances x2, then x4, then a greedy fill (largest units first,
+each to the split furthest below its recording target); split.json records which one was used.
+CBC stops when the objective is within gap_recordings (default one) recording per (split, class) of
+its bound (gapAbs) or
+at the time limit; the result is deterministic unless the time limit is what stopped it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pulp
+
+from training.schema import LabelSchema, load_label_config
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train, val, test
+    seed: int = 0
+    time_limit_s: float = 20.0  # for all solver attempts together
+    subject_tolerance: float = 0.02  # share of subjects (at least one subject)
+    recording_tolerance: float = 0.03  # share of recordings
+    relax_factors: tuple[float, ...] = (1.0, 2.0, 4.0)  # tolerance multipliers tried before greedy
+    gap_recordings: float = 1.0  # CBC stops within this many recordings per (split, class) of the bound
+
+    def __post_init__(self):
+        if len(self.ratios) != 3 or any(r <= 0 for r in self.ratios) or abs(sum(self.ratios) - 1) > 1e-6:
+            raise ValueError(f"ratios must be three positive numbers summing to 1 (train,val,test), got {self.ratios}")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Subjects that must share a split, with their recordings and labelled class counts."""
+
+    subjects: tuple[str, ...]
+    recordings: tuple[str, ...]
+    counts: tuple[int, ...]  # per (label, class) column, see class_columns()
+
+
+def class_columns(schema: LabelSchema) -> list[tuple[str, str]]:
+    return [(spec.name, cls) for spec in schema.labels for cls in spec.classes]
+
+
+def subject_of(recording) -> str:
+    return recording.subject_id or f"recording:{recording.recording_id}"
+
+
+def build_units(recordings, schema: LabelSchema, duplicate_groups=()) -> tuple[list[Unit], list[list[str]]]:
+    """Group recordings by subject, merge subjects linked by duplicate groups (union-find).
+    Returns units sorted by their subjects and the merged subject groups."""
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]  # path halving
+            a = parent[a]
+        return a
+
+    per_subject: dict[str, list] = defaultdict(list)
+    for rec in recordings:
+        per_subject[subject_of(rec)].append(rec)
+    for group in duplicate_groups:
+        group = [s for s in group if s in per_subject]
+        for other in group[1:]:
+            ra, rb = sorted((find(group[0]), find(other)))
+            parent[rb] = ra
+    members: dict[str, list[str]] = defaultdict(list)
+    for subject in sorted(per_subject):
+        members[find(subject)].append(subject)
+    column = {key: i for i, key in enumerate(class_columns(schema))}
+    units = []
+    for subjects in sorted(members.values()):
+        counts = [0] * len(column)
+        recs = [r for s in subjects for r in per_subject[s]]
+        for rec in recs:
+            for name, cls in rec.labels.items():
+                if (name, cls) in column:
+                    counts[column[(name, cls)]] += 1
+        units.append(Unit(tuple(subjects), tuple(sorted(r.recording_id for r in recs)), tuple(counts)))
+    return units, [list(u.subjects) for u in units if len(u.subjects) > 1]
+
+
+def targets(units: list[Unit], cfg: SplitConfig, factor: float = 1.0) -> dict:
+    n_sub = sum(len(u.subjects) for u in units)
+    n_rec = sum(len(u.recordings) for u in units)
+    return {
+        "subjects": [r * n_sub for r in cfg.ratios],
+        "recordings": [r * n_rec for r in cfg.ratios],
+        "subject_tol": factor * max(cfg.subject_tolerance * n_sub, 1.0),
+        "recording_tol": factor * cfg.recording_tolerance * n_rec,
+    }
+
+
+def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: float) -> tuple[list[int] | None, str]:
+    """Split index per unit from the integer program, or None; plus CBC's solution status."""
+    rng = np.random.default_rng(cfg.seed)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i in rng.permutation(len(units)):  # seeded order among interchangeable units
+        u = units[i]
+        # subjects and recordings count as two more "classes": within the tolerances, nearer is better
+        groups[(len(u.subjects), len(u.recordings), u.counts + (len(u.subjects), len(u.recordings)))].append(int(i))
+    signatures = sorted(groups)
+    tg = targets(units, cfg, factor)
+    totals = np.sum([sig[2] for sig in signatures for _ in groups[sig]], axis=0)
+    prob = pulp.LpProblem("subject_split", pulp.LpMinimize)
+    y = {(g, s): pulp.LpVariable(f"y_{g}_{s}", 0, len(groups[sig]), cat=pulp.LpInteger)
+         for g, sig in enumerate(signatures) for s in range(3)}
+    objective = []
+    for g, sig in enumerate(signatures):
+        prob += pulp.lpSum(y[g, s] for s in range(3)) == len(groups[sig]), f"one_split_{g}"
+    for s, ratio in enumerate(cfg.ratios):
+        n_sub = pulp.LpAffineExpression([(y[g, s], sig[0]) for g, sig in enumerate(signatures)])
+        n_rec = pulp.LpAffineExpression([(y[g, s], sig[1]) for g, sig in enumerate(signatures)])
+        prob += n_sub <= tg["subjects"][s] + tg["subject_tol"], f"sub_hi_{s}"
+        prob += n_sub >= tg["subjects"][s] - tg["subject_tol"], f"sub_lo_{s}"
+        prob += n_rec <= tg["recordings"][s] + tg["recording_tol"], f"rec_hi_{s}"
+        prob += n_rec >= tg["recordings"][s] - tg["recording_tol"], f"rec_lo_{s}"
+        for c, total in enumerate(totals):
+            if total == 0:
+                continue
+            count = pulp.LpAffineExpression([(y[g, s], sig[2][c]) for g, sig in enumerate(signatures) if sig[2][c]])
+            e = pulp.LpVariable(f"e_{s}_{c}", 0)
+            prob += e >= count - ratio * float(total), f"dev_hi_{s}_{c}"
+            prob += e >= ratio * float(total) - count, f"dev_lo_{s}_{c}"
+            objective.append(e * (1.0 / float(total)))
+    prob += pulp.lpSum(objective)
+    # Stop once within ~one recording per (split, class) of the bound: finer gains are noise, and
+    # stopping on the gap rather than the clock keeps the result reproducible.
+    gap = cfg.gap_recordings * float(sum(3.0 / t for t in totals if t > 0))
+    prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, round(time_limit)), threads=1, gapAbs=gap))
+    status = {1: "optimal within gap", 2: "feasible (time limit)", 0: "no solution", -1: "infeasible"}.get(prob.sol_status, "undefined")
+    if prob.sol_status not in (1, 2):
+        return None, status
+    assign = [0] * len(units)
+    for g, sig in enumerate(signatures):
+        members = iter(groups[sig])
+        for s in range(3):
+            for _ in range(round(y[g, s].value() or 0)):
+                assign[next(members)] = s
+    return assign, status
+
+
+def greedy_split(units: list[Unit], cfg: SplitConfig) -> list[int]:
+    """Largest units first (seeded tie order), each to the split furthest below its recording target."""
+    tg = targets(units, cfg)
+    order = np.random.default_rng(cfg.seed).permutation(len(units))
+    order = sorted(order, key=lambda i: -len(units[i].recordings))
+    have = [0.0, 0.0, 0.0]
+    assign = [0] * len(units)
+    for i in order:
+        s = max(range(3), key=lambda k: (tg["recordings"][k] - have[k]) / tg["recordings"][k])
+        assign[i] = s
+        have[s] += len(units[i].recordings)
+    return assign
+
+
+def random_split(units: list[Unit], cfg: SplitConfig) -> list[int]:
+    """Baseline: shuffle units (seeded) and cut at the subject ratios."""
+    n_sub = sum(len(u.subjects) for u in units)
+    bounds = np.cumsum(cfg.ratios) * n_sub
+    assign, seen = [0] * len(units), 0
+    for i in np.random.default_rng(cfg.seed).permutation(len(units)):
+        assign[i] = int(np.searchsorted(bounds, seen, side="right"))
+        seen += len(units[i].subjects)
+    return [min(s, 2) for s in assign]
+
+
+def deviation(units: list[Unit], assign: list[int], cfg: SplitConfig) -> dict:
+    """How far an assignment is from the ratios, in subjects, recordings and labelled classes."""
+    tg = targets(units, cfg)
+    subs, recs = np.zeros(3), np.zeros(3)
+    counts = np.zeros((3, len(units[0].counts) if units else 0))
+    for u, s in zip(units, assign):
+        subs[s] += len(u.subjects)
+        recs[s] += len(u.recordings)
+        counts[s] += u.counts
+    totals = counts.sum(axis=0)
+    abs_dev = np.abs(counts - np.outer(cfg.ratios, totals))
+    sub_dev = subs - tg["subjects"]
+    rec_dev = recs - tg["recordings"]
+    return {
+        "subjects": {name: round(float(d), 3) for name, d in zip(SPLITS, sub_dev)},
+        "recordings": {name: round(float(d), 3) for name, d in zip(SPLITS, rec_dev)},
+        "class_abs_dev": round(float(abs_dev.sum()), 3),
+        "class_rel_dev": round(float((abs_dev[:, totals > 0] / totals[totals > 0]).sum()), 4),
+        "tolerances_met": bool(np.all(np.abs(sub_dev) <= tg["subject_tol"] + 1e-9)
+                               and np.all(np.abs(rec_dev) <= tg["recording_tol"] + 1e-9)),
+    }
+
+
+def split_subjects(recordings, schema: LabelSchema, ratios=(0.7, 0.1, 0.2), seed: int = 0,
+                   time_limit_s: float = 20.0, duplicate_groups=(), config: SplitConfig | None = None) -> dict:
+    """Assign whole subjects to train/val/test; returns the split.json dict (see module doc)."""
+    cfg = config or SplitConfig(tuple(ratios), seed, time_limit_s)
+    recordings = sorted(recordings, key=lambda r: r.recording_id)
+    if not recordings:
+        raise ValueError("split_subjects: no recordings to split")
+    units, merges = build_units(recordings, schema, duplicate_groups)
+    start = time.perf_counter()
+    assign, attempts = None, []
+    for factor in cfg.relax_factors:
+        left = cfg.time_limit_s - (time.perf_counter() - start)
+        if left <= 0:
+            break
+        assign, status = solve_ilp(units, cfg, factor, left)
+        attempts.append({"tolerance_factor": factor, "status": status})
+        if assign is not None:
+            break
+    fallback = None if attempts and attempts[0]["status"] in ("optimal within gap", "feasible (time limit)") else (
+        f"tolerances x{attempts[-1]['tolerance_factor']}" if assign is not None else "greedy")
+    if assign is None:
+        assign = greedy_split(units, cfg)
+    elapsed = time.perf_counter() - start
+    columns = class_columns(schema)
+    out_subjects = {name: [] for name in SPLITS}
+    out_recordings = {name: [] for name in SPLITS}
+    counts = {name: {"subjects": 0, "recordings": 0, "classes": {spec.name: dict.fromkeys(spec.classes, 0)
+                                                                 for spec in schema.labels}} for name in SPLITS}
+    for u, s in zip(units, assign):
+        name = SPLITS[s]
+        out_subjects[name] += u.subjects
+        out_recordings[name] += u.recordings
+        counts[name]["subjects"] += len(u.subjects)
+        counts[name]["recordings"] += len(u.recordings)
+        for (label, cls), n in zip(columns, u.counts):
+            counts[name]["classes"][label][cls] += n
+    tg = targets(units, cfg)
+    return {
+        "ratios": list(cfg.ratios),
+        "seed": cfg.seed,
+        "subjects": {k: sorted(v) for k, v in out_subjects.items()},
+        "recordings": {k: sorted(v) for k, v in out_recordings.items()},
+        "counts": counts,
+        "tolerances": {"subjects": tg["subject_tol"], "recordings": round(tg["recording_tol"], 3)},
+        "deviation": deviation(units, assign, cfg),
+        "random_deviation": deviation(units, random_split(units, cfg), cfg),
+        "solver": {"status": attempts[-1]["status"] if attempts else "not run", "time": round(elapsed, 3),
+                   "fallback": fallback, "attempts": attempts},
+        "duplicate_merges": merges,
+    }
+
+
+def summary(result: dict) -> str:
+    dev, rnd, solver = result["deviation"], result["random_deviation"], result["solver"]
+    lines = [f"subjects  per split: " + ", ".join(f"{k} {len(v)}" for k, v in result["subjects"].items()),
+             f"recordings per split: " + ", ".join(f"{k} {len(v)}" for k, v in result["recordings"].items()),
+             f"solver: {solver['status']} in {solver['time']} s, fallback: {solver['fallback']}",
+             f"duplicate merges: {len(result['duplicate_merges'])}",
+             f"{'':8}{'class_rel_dev':>14}{'class_abs_dev':>14}  tolerances met  subject dev / recording dev"]
+    for name, d in (("ILP", dev), ("random", rnd)):
+        lines.append(f"{name:8}{d['class_rel_dev']:>14}{d['class_abs_dev']:>14}  {str(d['tolerances_met']):14}  "
+                     f"{d['subjects']} / {d['recordings']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from training.export_reader import read_export  # the CLI reads exports; split_subjects does not need it
+
+    ap = argparse.ArgumentParser(description="ILP subject split into train/val/test (thesis 3.1.2.1)")
+    ap.add_argument("--export", required=True, help="Label Studio JSON export")
+    ap.add_argument("--label-config", help="labeling config XML (default: the repo's)")
+    ap.add_argument("--out", required=True, help="split.json to write")
+    ap.add_argument("--ratios", default="0.7,0.1,0.2")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--time-limit", type=float, default=20.0, help="seconds for the solver (all attempts)")
+    ap.add_argument("--data-root", help="document root of the frames: merge subjects with near-duplicate frames")
+    ap.add_argument("--dup-threshold", type=int, default=4, help="max Hamming distance of near duplicates")
+    args = ap.parse_args(argv)
+    schema = load_label_config(args.label_config)
+    recordings = read_export(args.export, schema).recordings
+    groups = ()
+    if args.data_root:
+        from training.near_duplicates import duplicate_subject_groups, local_reader
+
+        groups = duplicate_subject_groups(recordings, local_reader(args.data_root), args.dup_threshold)
+    try:
+        ratios = tuple(float(x) for x in args.ratios.split(","))
+    except ValueError:
+        raise SystemExit(f"--ratios must be comma-separated numbers, got {args.ratios!r}")
+    result = split_subjects(recordings, schema, config=SplitConfig(ratios, args.seed, args.time_limit),
+                            duplicate_groups=groups)
+    Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(summary(result))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

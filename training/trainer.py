@@ -1,0 +1,184 @@
+"""One S4L training epoch, evaluation passes and epoch checkpoints.
+
+`S4LObjective` runs every forward pass of a batch inside one `forward()`, so DistributedDataParallel
+sees one call per step. Which passes may update BatchNorm running statistics: the clean supervised
+forward and the rotation forward (train mode) yes; VAT's perturbed forwards no (vat_loss freezes
+them); evaluation and pseudo-labelling run in eval mode.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from training.config import LossConfig
+from training.dataset import RecordingDataset
+from training.distributed import DistContext, gather, mean_over_ranks, shard, sum_over_ranks
+from training.losses import (
+    VatConfig, entropy_minimisation, masked_cross_entropy, rotate_batch, rotation_loss,
+    select_rotation_frames, vat_loss,
+)
+
+
+class S4LObjective(nn.Module):
+    """Loss of one batch: w_sup * CE (+ w_ent * EntMin + w_vat * VAT + w_rot * rotation when `semi`).
+
+    Heads in `trained` (labels with training annotations) take part in the unsupervised losses;
+    the others get no gradient at all (they have no targets either).
+    """
+
+    def __init__(self, model: nn.Module, cfg: LossConfig, trained: Sequence[str], rotation_frames: int,
+                 class_weights: dict[str, torch.Tensor] | None, label_weights: torch.Tensor | None):
+        super().__init__()
+        self.model, self.cfg, self.trained = model, cfg, tuple(trained)
+        self.rotation_frames = rotation_frames
+        self.class_weights, self.label_weights = class_weights, label_weights
+        self.vat = VatConfig(xi=cfg.vat_xi, eps_ref=cfg.vat_eps_ref, eps=cfg.vat_eps, n_power=cfg.vat_power_iterations)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, targets: torch.Tensor, semi: bool):
+        model = self.model
+        multi = mask is not None
+
+        def logits_fn(z: torch.Tensor) -> dict[str, torch.Tensor]:
+            return model(z, mask) if multi else model.frame_logits(z)
+
+        logits = logits_fn(x)
+        sup, _ = masked_cross_entropy(logits, targets, self.class_weights, self.label_weights)
+        parts = {"sup": sup}
+        total = self.cfg.supervised_weight * sup
+        if semi:
+            trained = {k: logits[k] for k in self.trained}
+            parts["entmin"] = entropy_minimisation(trained)
+            parts["vat"] = vat_loss(lambda z: {k: logits_fn(z)[k] for k in self.trained}, x, trained,
+                                    model=model, cfg=self.vat)
+            images = select_rotation_frames(x, mask, self.rotation_frames) if multi else x
+            rotated, rot_targets = rotate_batch(images)
+            parts["rotation"] = rotation_loss(model.rotation_logits(rotated), rot_targets)
+            total = (total + self.cfg.entmin_weight * parts["entmin"] + self.cfg.vat_weight * parts["vat"]
+                     + self.cfg.rotation_weight * parts["rotation"])
+        return total, {k: v.detach() for k, v in parts.items()}
+
+
+def seed_everything(*key: int) -> None:
+    """Seed python, numpy and torch from a tuple key, e.g. (seed, step, epoch): each epoch starts from
+    a state that depends only on the key, so a resumed run repeats the uninterrupted one."""
+    value = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def train_loader(dataset, batch_size: int, ctx: DistContext, seed: int) -> tuple[DataLoader, DistributedSampler]:
+    """Shuffled loader over this rank's shard; the sampler's set_epoch reshuffles reproducibly."""
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
+    per_rank = len(sampler)
+    if per_rank < 2:
+        raise ValueError(f"training needs >= 2 items per process (BatchNorm); this process has {per_rank}")
+    # Drop the last partial batch: a batch of 1 breaks BatchNorm; keep it when it is the only batch.
+    return DataLoader(dataset, batch_size=min(batch_size, per_rank), sampler=sampler,
+                      drop_last=per_rank > batch_size), sampler
+
+
+def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, *, semi: bool,
+                ctx: DistContext, progress: bool, desc: str) -> dict:
+    """One pass over `loader`; returns the mean loss, loss parts, throughput and last lr."""
+    objective.train()
+    sums: dict[str, float] = {}
+    n_batches, n_items, started = 0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and ctx.is_main), leave=False)
+    for batch in bar:
+        x, mask, targets = _unpack(batch, ctx.device)
+        optimizer.zero_grad(set_to_none=True)
+        loss, parts = objective(x, mask, targets, semi)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        n_batches += 1
+        n_items += x.shape[0]
+        for k, v in {"loss": loss.detach(), **parts}.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        rate = n_items / max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix({k: f"{v / n_batches:.3f}" for k, v in sums.items()} | {"items/s": f"{rate:.1f}"})
+    means = mean_over_ranks({k: v / max(n_batches, 1) for k, v in sums.items()}, ctx)
+    seconds = time.perf_counter() - started
+    total_items = sum_over_ranks(n_items, ctx)
+    return {"loss": means.pop("loss", 0.0), "loss_parts": means, "items": int(total_items),
+            "items_per_s": total_items / max(seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
+
+
+def _unpack(batch, device: str):
+    """Inputs need no channels_last conversion: with one channel both layouts are the same; the
+    model's channels_last weights make the convolutions pick that layout."""
+    if len(batch) == 4:  # RecordingDataset: frames [B,N,1,S,S], mask [B,N], targets, rows
+        frames, mask, targets, _ = batch
+        return frames.to(device), mask.to(device), targets.to(device)
+    images, targets, _ = batch  # FrameDataset: images [B,1,S,S]
+    return images.to(device), None, targets.to(device)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, dataset: RecordingDataset, batch_size: int, ctx: DistContext) -> dict:
+    """Eval-mode logits {name: [len(dataset), C]} in dataset order; rows sharded over ranks, gathered."""
+    was_training = model.training
+    model.eval()
+    mine = shard(len(dataset), ctx)
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(mine), batch_size):
+        items = [dataset[i] for i in mine[start:start + batch_size]]
+        frames = torch.stack([it[0] for it in items]).to(ctx.device)
+        mask = torch.stack([it[1] for it in items]).to(ctx.device)
+        for k, v in model(frames, mask).items():
+            parts.setdefault(k, []).append(v.float().cpu().numpy())
+    model.train(was_training)
+    local = (mine, {k: np.concatenate(v) for k, v in parts.items()})
+    out: dict[str, np.ndarray] = {}
+    for positions, logits in gather(local, ctx):
+        for k, v in logits.items():
+            out.setdefault(k, np.zeros((len(dataset), v.shape[1]), dtype=np.float32))[positions] = v
+    return out
+
+
+def softmax(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for k, z in logits.items():
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        out[k] = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def checkpoint_path(ckpt_dir: Path, step: int, epoch: int) -> Path:
+    return Path(ckpt_dir) / f"step{step}_epoch{epoch}.pt"
+
+
+def save_checkpoint(path: Path, *, model, optimizer, scheduler, step: int, epoch: int, state: dict) -> None:
+    """Weights + optimizer + scheduler + RNG state + the recipe's bookkeeping; written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {
+        "step": step, "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "recipe_state": state,
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)  # our own files: optimizer state, RNG
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The checkpoint with the highest (step, epoch) in `ckpt_dir`, or None."""
+    found = []
+    for p in Path(ckpt_dir).glob("step*_epoch*.pt"):
+        step, _, epoch = p.stem[len("step"):].partition("_epoch")
+        if step.isdigit() and epoch.isdigit():
+            found.append((int(step), int(epoch), p))
+    return max(found)[2] if found else None
