@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, model: MLBase | None = None) ->
     @app.get("/")
     def health() -> dict:
         # open without auth: the container HEALTHCHECK calls it; it tells only the version id
-        return {"status": "UP", "model_class": model.model_class, "model_version": model.model_version}
+        return {"status": "UP", "model_class": model.model_class, "model_version": model.model_version,
+                **model.health()}
 
     @app.post("/setup", dependencies=auth)
     def setup(body: dict = Body(...)) -> dict:

@@ -23,6 +23,10 @@ class MLBase:
         """Version id every prediction carries; None when no model is available."""
         return None
 
+    def health(self) -> dict:
+        """Extra fields for GET /health (e.g. training state); must be cheap."""
+        return {}
+
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         """One {"result": [...], "score", "model_version"} per task, in task order.
 

@@ -139,8 +139,9 @@ class RecordingBackend(MLBase):
         key = s.label_studio_api_key or self._setup_token
         if (url, key) not in self._fetchers:
             self._fetchers[(url, key)] = FrameFetcher(FrameSourceConfig(
-                label_studio_url=url, api_key=key, document_root=s.local_files_document_root,
-                cache_dir=s.frame_cache_dir, cache_max_bytes=s.frame_cache_max_bytes,
+                label_studio_url=url, api_key=key,
+                document_root=str(s.local_files_document_root) if s.local_files_document_root else None,
+                cache_dir=str(s.frame_cache_dir) if s.frame_cache_dir else None, cache_max_bytes=s.frame_cache_max_bytes,
                 timeout_s=s.frame_timeout_s, max_bytes=s.max_frame_bytes, allowed_hosts=s.allowed_frame_hosts,
             ))
         return self._fetchers[(url, key)]

@@ -75,7 +75,7 @@ def task_results(
             "to_name": view.to_name,
             "type": "choices",
             "value": {"choices": [model_schema[name].classes[index]]},
-            "score": round(float(prob), 6),
+            "score": float(prob),
         })
-    scores = [item["score"] for item in items] or [round(float(p), 6) for _, p in decoded.values()]
+    scores = [item["score"] for item in items] or [float(p) for _, p in decoded.values()]
     return items, (min(scores) if scores else None), held_back

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.frame_source import FrameError, FrameFetcher
+from training.frame_source import FrameError, FrameFetcher, redact_url
 from training.preprocess import FrameDecodeError, PreprocessConfig, load_frame, pick_frame_indices
 
 
@@ -61,11 +61,11 @@ class TaskFrameLoader:
         try:
             data = fetcher.fetch(ref)
         except FrameError as exc:
-            raise TaskError("frame_unavailable", f"frame {ref!r}: {exc.reason}") from exc
+            raise TaskError("frame_unavailable", str(exc)) from exc  # names the ref, tokens redacted
         try:
             return load_frame(data, cfg)
         except FrameDecodeError as exc:  # corrupt, truncated, not an image, decompression bomb
-            raise TaskError("bad_image", f"frame {ref!r} is not a usable image: {exc}") from exc
+            raise TaskError("bad_image", f"frame {redact_url(ref)!r} is not a usable image: {exc}") from exc
 
     @staticmethod
     def collect(futures: list[Future], shape: FrameBatchShape) -> tuple[np.ndarray, np.ndarray]:

@@ -184,3 +184,10 @@ def png_claiming_size(width: int, height: int) -> bytes:
     data[16:24] = struct.pack(">II", width, height)  # IHDR width/height follow the 8-byte signature + 8
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
     return bytes(data)
+
+
+def recorded_schema() -> LabelSchema:
+    """The schema of the labeling config the recorded Label Studio bodies were made with."""
+    from training.schema import parse_label_config
+
+    return parse_label_config((LS_DIR / "config_valuelist.xml").read_text(encoding="utf-8"))

@@ -74,7 +74,7 @@ def subjects_split(export: Path) -> dict:
 
 
 # --- the fake steps module interface (see backend/active_learning/training_steps.py) ---
-def train(req):
+def train(req, env):
     mode = os.environ.get("AL_FAKE_MODE", "")
     if mode.startswith("sleep:"):
         time.sleep(float(mode.split(":", 1)[1]))
@@ -96,10 +96,10 @@ def train(req):
     return req.out
 
 
-def evaluate(model, export, data_root, split, out):
-    assert Path(split).is_file() and Path(export).is_file()
-    score = fake_score_of(Path(model))
-    Path(out).write_text(json.dumps({"mean_balanced_accuracy": score}))
+def evaluate(req, env):
+    assert req.split.is_file() and req.export.is_file() and env["LABEL_STUDIO_URL"]
+    score = fake_score_of(req.model)
+    req.out.write_text(json.dumps({"mean_balanced_accuracy": score}))
     return score
 
 

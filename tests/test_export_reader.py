@@ -197,3 +197,12 @@ def test_problem_report_lines(recorded_dir, recorded_schema, recorded_export):
     assert any("task 5 annotation 6" in line and "Robot" in line for line in lines)
     assert lines[-1] == "problems: cancelled=1, disagreement=1, unknown_class=1, unknown_question=1"
     assert list(problem_report([])) == ["problems: none"]
+
+
+def test_data_side_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, training.propagation, training.export_reader, training.frame_source, "
+            "training.ls_auth, training.preprocess; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

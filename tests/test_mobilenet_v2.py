@@ -60,10 +60,10 @@ def test_init_like_torchvision():
     bn = m.features[0][1]
     assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
     lin = m.classifier[1]
-    assert torch.all(lin.bias == 0) and 0.005 < float(lin.weight.std()) < 0.015
+    assert torch.all(lin.bias == 0) and 0.005 < float(lin.weight.detach().std()) < 0.015
     conv = m.features[18][0]  # kaiming fan_out: std = sqrt(2 / (out * k * k))
     expected = (2 / conv.out_channels) ** 0.5
-    assert abs(float(conv.weight.std()) / expected - 1) < 0.1
+    assert abs(float(conv.weight.detach().std()) / expected - 1) < 0.1
 
 
 def test_residual_only_where_shapes_match():

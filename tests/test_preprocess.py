@@ -81,6 +81,14 @@ def test_standardisation_and_colour_input():
     np.testing.assert_array_equal(plain, preprocess_image(img.convert("L"), PreprocessConfig(image_size=20)))
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "PPM"])
+def test_16_bit_frames_keep_their_contrast(fmt):
+    wide = (np.arange(16 * 16).reshape(16, 16) * 256).astype(np.uint16)  # 0 .. 65280
+    img = decode_frame(encode(Image.fromarray(wide), fmt), 16)
+    assert img.mode == "L"
+    np.testing.assert_array_equal(np.asarray(img), (wide >> 8).astype(np.uint8))
+
+
 def test_draft_decoding_matches_full_decode():
     img = smooth_image(1280, 800)
     data = encode(img, quality=90)

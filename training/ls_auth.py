@@ -19,6 +19,7 @@ import time
 from urllib.parse import urlsplit
 
 import requests
+from requests.auth import AuthBase
 
 REFRESH_PATH = "/api/token/refresh/"
 DEFAULT_ACCESS_LIFETIME_S = 300.0  # Label Studio's access tokens live 5 minutes
@@ -88,7 +89,7 @@ class LabelStudioAuth:
 
     def is_label_studio(self, url: str) -> bool:
         """True if ``url`` points at this Label Studio server (scheme, host and port)."""
-        return _origin(url) == _origin(self.url)
+        return same_origin(url, self.url)
 
     def _refresh(self) -> None:
         endpoint = self.url + REFRESH_PATH
@@ -111,13 +112,17 @@ class LabelStudioAuth:
         self._access = access
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
+def same_origin(url_a: str, url_b: str) -> bool:
+    """True if both URLs have the same scheme, host and port."""
+
+    def origin(url: str) -> tuple[str, str, int | None]:
+        parts = urlsplit(url)
+        return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+    return origin(url_a) == origin(url_b)
 
 
-class _HostAuth(requests.auth.AuthBase):
+class _HostAuth(AuthBase):
     """Adds the Label Studio Authorization header, but only to requests for the Label Studio host."""
 
     def __init__(self, auth: LabelStudioAuth):

@@ -190,3 +190,11 @@ def mean_by_group(frame_probs, groups: Sequence[Hashable]) -> tuple[list, np.nda
     sums = np.zeros((len(keys), p.shape[1]))
     np.add.at(sums, index, p)
     return list(keys), sums / np.bincount(index, minlength=len(keys))[:, None]
+
+
+def metric_sections(doc: dict) -> dict[str, dict]:
+    """The evaluate() documents inside a metrics.json: the top level itself (training.evaluate),
+    or its "test" and "val" parts (training.fit), keyed "" / "test" / "val"."""
+    if isinstance(doc.get("labels"), dict):
+        return {"": doc}
+    return {k: doc[k] for k in ("test", "val") if isinstance(doc.get(k), dict) and isinstance(doc[k].get("labels"), dict)}

@@ -61,7 +61,7 @@ def decode_frame(data: bytes, image_size: int, *, max_pixels: int = DEFAULT_MAX_
                 # draft keeps both sides >= the requested size, hence the longer side >= image_size
                 img.draft("L", (math.ceil(w * scale), math.ceil(h * scale)))
             img.load()
-            return img if img.mode == "L" else img.convert("L")
+            return to_greyscale(img)
     except FrameDecodeError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -69,9 +69,20 @@ def decode_frame(data: bytes, image_size: int, *, max_pixels: int = DEFAULT_MAX_
         raise FrameDecodeError(f"cannot decode image ({len(data)} bytes): {exc}") from exc
 
 
+def to_greyscale(img: Image.Image) -> Image.Image:
+    """8-bit greyscale. 16-bit frames (PNG/PGM, common for NIR cameras) keep their top 8 bits:
+    Pillow's own convert("L") would clip them to white."""
+    if img.mode == "L":
+        return img
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        pixels = np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8
+        return Image.fromarray(pixels.astype(np.uint8), "L")
+    return img.convert("L")
+
+
 def preprocess_image(img: Image.Image, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
     """Greyscale image -> float32 [S, S]: aspect kept, black-padded, scaled, optionally standardised."""
-    img = img if img.mode == "L" else img.convert("L")
+    img = to_greyscale(img)
     size = cfg.image_size
     w, h = img.size
     scale = size / max(w, h)

@@ -103,7 +103,10 @@ def render_face(labels: dict[str, str], subject: dict, size: int) -> Image.Image
     """The recording's base picture (SUPERSAMPLE x size), before per-frame variation."""
     s = size * SUPERSAMPLE
     in_car = labels["car_recording"] == "In Car"
-    img = Image.new("L", (s, s), 70 if in_car else 205)
+    # each subject's own surroundings: a faint smooth pattern behind them (keeps different people
+    # from hashing alike in near_duplicates; the car/lab cue stays the overall level and the wheel)
+    scene = (70 if in_car else 205) + subject["scene"] * (25 if in_car else 40)
+    img = Image.fromarray(np.clip(scene, 0, 255).astype(np.uint8)).resize((s, s), Image.BICUBIC)
     d = ImageDraw.Draw(img)
     fw, skin, hair = 0.25 * subject["face_width"], subject["skin"], 45
     if in_car:  # side window: a bright trapezoid top-left
@@ -130,6 +133,10 @@ def render_face(labels: dict[str, str], subject: dict, size: int) -> Image.Image
     _draw_mask(img, labels, s, fw)
     if labels["chin_visibility"] == "Chin Fully Occluded" and labels["wearing_face_mask"] != "Wears Face Mask":
         ImageDraw.Draw(img).rectangle([0.15 * s, 0.73 * s, 0.85 * s, s], fill=110)  # high collar
+    # the subject sits where they sit: shifts the head so different people do not hash alike
+    ox, oy = subject["offset"]
+    img = img.transform(img.size, Image.AFFINE, (1, 0, -ox * s, 0, 1, -oy * s), resample=Image.BILINEAR,
+                        fillcolor=70 if in_car else 205)
     if in_car:  # steering-wheel rim at the bottom
         ImageDraw.Draw(img).arc([0.05 * s, 0.84 * s, 0.95 * s, 1.6 * s], 180, 360, fill=20, width=int(0.06 * s))
     return img
@@ -223,7 +230,10 @@ def generate(out_dir: str | Path, config: SyntheticConfig | None = None, **overr
     rng = np.random.default_rng(cfg.seed)
     subjects = [{"id": f"subj_{i:04d}", "gender": "Female" if rng.random() < 0.5 else "Male",
                  "eye_color": str(rng.choice(list(IRIS_LEVEL))), "skin": int(rng.integers(150, 200)),
-                 "face_width": float(rng.uniform(0.9, 1.1))} for i in range(cfg.subjects)]
+                 "face_width": float(rng.uniform(0.9, 1.1)),
+                 "offset": (float(rng.uniform(-0.08, 0.08)), float(rng.uniform(-0.03, 0.05))),
+                 "scene": rng.uniform(-1, 1, (4, 4))}
+                for i in range(cfg.subjects)]
     # every subject gets at least one recording, the rest are spread at random
     owner = np.concatenate([np.arange(cfg.subjects), rng.integers(0, cfg.subjects, max(0, cfg.recordings - cfg.subjects))])
     owner = np.sort(owner[: cfg.recordings])

@@ -7,6 +7,7 @@ LOCAL_FILES_DOCUMENT_ROOT; the active-learning knobs are read from attributes of
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,6 +27,7 @@ class ActiveLearningConfig:
     promote_tolerance: float = 0.02  # promote unless new val mean balanced accuracy < current - this
     full_retrain_on_start: bool = False  # START_TRAINING trains from scratch instead of warm-starting
     warm_epochs_per_step: int = 2  # shorter S4L schedule when warm-started from the current model
+    fit_args: str = ""  # extra `python -m training.fit` arguments (shell syntax), same for every job
     redis_url: str | None = None  # set: jobs go to an RQ queue; unset: local worker processes
     rq_queue: str = "active-learning"
     job_timeout_s: int = 6 * 3600  # RQ job timeout
@@ -43,6 +45,10 @@ class ActiveLearningConfig:
             raise ActiveLearningConfigError(f"PROMOTE_TOLERANCE must be in [0, 1], got {self.promote_tolerance}")
         if self.export_attempts < 1 or self.warm_epochs_per_step < 1:
             raise ActiveLearningConfigError("AL_EXPORT_ATTEMPTS and AL_WARM_EPOCHS_PER_STEP must be >= 1")
+        try:
+            shlex.split(self.fit_args)
+        except ValueError as exc:
+            raise ActiveLearningConfigError(f"AL_FIT_ARGS={self.fit_args!r}: {exc}") from None
         if self.heartbeat_s <= 0 or self.stale_after_s <= 2 * self.heartbeat_s:
             raise ActiveLearningConfigError("AL_STALE_AFTER_S must exceed twice AL_HEARTBEAT_S (> 0)")
 
@@ -68,6 +74,7 @@ _ENV = {
     "PROMOTE_TOLERANCE": ("promote_tolerance", float),
     "FULL_RETRAIN_ON_START": ("full_retrain_on_start", bool),
     "AL_WARM_EPOCHS_PER_STEP": ("warm_epochs_per_step", int),
+    "AL_FIT_ARGS": ("fit_args", str),
     "REDIS_URL": ("redis_url", str),
     "RQ_QUEUE": ("rq_queue", str),
     "AL_JOB_TIMEOUT_S": ("job_timeout_s", int),

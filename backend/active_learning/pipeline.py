@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import shlex
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from . import jobs, promotion
 from .config import ActiveLearningConfig
 from .export_pull import pull_export
 from .store import ProjectStore
-from .training_steps import TrainRequest
+from .training_steps import EvalRequest, TrainRequest
 
 
 def default_label_config() -> Path:
@@ -23,6 +24,8 @@ def run_pipeline(store: ProjectStore, cfg: ActiveLearningConfig, job: dict) -> d
     steps = importlib.import_module(cfg.steps_module)
     job_id, job_dir = job["job_id"], store.job_dir(job["job_id"])
     export = job_dir / "export.json"
+    env = {k: v for k, v in (("LABEL_STUDIO_URL", cfg.label_studio_url),
+                             ("LABEL_STUDIO_API_KEY", cfg.label_studio_api_key)) if v}
 
     def note_retry(attempt: int, error: str) -> None:
         jobs.set_stage(store, job_id, "exporting", export_retries=attempt, last_export_error=error)
@@ -30,11 +33,11 @@ def run_pipeline(store: ProjectStore, cfg: ActiveLearningConfig, job: dict) -> d
     n_tasks = pull_export(cfg, store.project, export, on_retry=note_retry)
 
     current = promotion.current_model(cfg.model_dir)
+    current_version = current.version if current else None
     warm = not job.get("full") and current is not None and current.checkpoint is not None
+    jobs.set_stage(store, job_id, "training", export_tasks=n_tasks, warm_start=warm, compared_with=current_version)
     label_config = job_dir / "label_config.xml"
-    jobs.set_stage(store, job_id, "training", export_tasks=n_tasks, warm_start=warm,
-                   compared_with=current.version if current else None)
-    run_dir = steps.train(TrainRequest(
+    run_dir = Path(steps.train(TrainRequest(
         export=export,
         label_config=label_config if label_config.is_file() else default_label_config(),
         data_root=cfg.data_root,
@@ -42,30 +45,25 @@ def run_pipeline(store: ProjectStore, cfg: ActiveLearningConfig, job: dict) -> d
         split=current.split if current else None,
         init_from=current.checkpoint if warm else None,
         epochs_per_step=cfg.warm_epochs_per_step if warm else None,
-    ))
-    split = current.split if current and current.split else Path(run_dir) / promotion.SPLIT_FILE
+        extra_args=tuple(shlex.split(cfg.fit_args)),
+    ), env))
+    # The current model's validation subjects when it has them, so that both scores compare.
+    split = current.split if current and current.split else run_dir / promotion.SPLIT_FILE
     if not split.is_file():
         raise FileNotFoundError(f"training wrote no {split} (needed to compare models on the same subjects)")
 
     jobs.set_stage(store, job_id, "evaluating")
-    new_score = steps.evaluate(Path(run_dir) / "model.onnx", export, cfg.data_root, split, job_dir / "eval_new.json")
-    current_score = None
-    if current is not None:
-        current_score = steps.evaluate(current.onnx, export, cfg.data_root, split, job_dir / "eval_current.json")
-    decision = promotion.decide(new_score, current_score, cfg.promote_tolerance, current.version if current else None)
 
+    def score(model: Path, out: str) -> float | None:
+        return steps.evaluate(EvalRequest(model, export, cfg.data_root, split, job_dir / out), env)
+
+    new_score = score(run_dir / "model.onnx", "eval_new.json")
+    current_score = score(current.onnx, "eval_current.json") if current else None
+    decision = promotion.decide(new_score, current_score, cfg.promote_tolerance, current_version)
     version = None
     if decision.promote:
         jobs.set_stage(store, job_id, "promoting")
-        with store.locked() as state:  # promote only while still the owner, against the model we compared
-            jobs.owned(state, job_id)
-            now_current = promotion.current_model(cfg.model_dir)
-            if (now_current.version if now_current else None) != (current.version if current else None):
-                decision = promotion.Decision(False, f"the current model changed during the job "
-                                                     f"({current.version if current else None} -> "
-                                                     f"{now_current.version if now_current else None})")
-            else:
-                version = promotion.promote(cfg.model_dir, Path(run_dir), f"p{store.project}-{job_id}", split)
+        decision, version = _promote_if_still_current(store, cfg, job_id, run_dir, split, current_version, decision)
 
     return {
         "job_id": job_id, "status": "succeeded", "error": None, "full": bool(job.get("full")),
@@ -73,5 +71,18 @@ def run_pipeline(store: ProjectStore, cfg: ActiveLearningConfig, job: dict) -> d
         "started_at": job.get("started_at"), "finished_at": time.time(),
         "promoted": version is not None, "version": version, "promotion_reason": decision.reason,
         "metrics": {"new_val_mean_balanced_accuracy": new_score, "current_val_mean_balanced_accuracy": current_score,
-                    "current_version": current.version if current else None, "tolerance": cfg.promote_tolerance},
+                    "current_version": current_version, "tolerance": cfg.promote_tolerance},
     }
+
+
+def _promote_if_still_current(store: ProjectStore, cfg: ActiveLearningConfig, job_id: str, run_dir: Path,
+                              split: Path, compared: str | None, decision: promotion.Decision):
+    """Promote while still owning the job, and only over the model that was compared against."""
+    with store.locked() as state:
+        jobs.owned(state, job_id)
+        now = promotion.current_model(cfg.model_dir)
+        now_version = now.version if now else None
+        if now_version != compared:
+            return promotion.Decision(False, f"the current model changed during the job ({compared} -> "
+                                             f"{now_version}); not promoted"), None
+        return decision, promotion.promote(cfg.model_dir, run_dir, f"p{store.project}-{job_id}", split)

@@ -1,17 +1,20 @@
 """The default train/evaluate steps of a job: the training CLIs, each in its own process.
 
-A steps module (AL_STEPS_MODULE) provides `train(request: TrainRequest) -> Path` (a run folder
-holding model.onnx, metrics.json, split.json) and `evaluate(model, export, data_root, split, out)
--> float | None` (validation mean balanced accuracy). Tests inject fast fakes the same way.
-Running the CLIs as subprocesses keeps torch out of the worker and lets a crash be reported.
+A steps module (AL_STEPS_MODULE) provides `train(req: TrainRequest, env) -> Path` (a run folder
+holding model.onnx, metrics.json, split.json, model.pt) and `evaluate(req: EvalRequest, env) ->
+float | None` (validation mean balanced accuracy). `env` holds extra environment variables for
+the CLIs (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY, for frames served by Label Studio). Tests
+inject fast fakes the same way. Subprocesses keep torch out of the worker and contain crashes.
 """
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -23,44 +26,57 @@ class TrainRequest:
     split: Path | None  # keep these validation subjects (the current model's split.json)
     init_from: Path | None  # warm start from this checkpoint (None: train from scratch)
     epochs_per_step: int | None  # shorter schedule for warm starts; None = the recipe's default
+    extra_args: tuple[str, ...] = ()  # AL_FIT_ARGS, e.g. --image-size 64 --frames 5 (keep them fixed)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    model: Path
+    export: Path
+    data_root: Path | None
+    split: Path  # score the "val" subset of this split
+    out: Path  # metrics.json to write
 
 
 class StepError(RuntimeError):
     """A training or evaluation step failed."""
 
 
-def _run(args: list[str], log: Path) -> None:
+def _run(args: list[str], log: Path, env: Mapping[str, str]) -> None:
     with open(log, "ab") as f:
-        done = subprocess.run([sys.executable, "-m", *args], stdout=f, stderr=subprocess.STDOUT)
+        done = subprocess.run([sys.executable, "-m", *args], stdout=f, stderr=subprocess.STDOUT,
+                              env={**os.environ, **env})
     if done.returncode != 0:
         tail = log.read_text(errors="replace")[-800:]
         raise StepError(f"`python -m {args[0]}` exited with {done.returncode}; log tail:\n{tail}")
 
 
-def train(req: TrainRequest) -> Path:
-    args = ["training.fit", "--export", str(req.export), "--label-config", str(req.label_config), "--out", str(req.out)]
+def train(req: TrainRequest, env: Mapping[str, str]) -> Path:
+    args = ["training.fit", "--export", str(req.export), "--label-config", str(req.label_config),
+            "--out", str(req.out), "--no-progress", *req.extra_args]
     if req.data_root is not None:
         args += ["--data-root", str(req.data_root)]
     if req.split is not None:
         args += ["--split", str(req.split)]
     if req.init_from is not None:
         args += ["--init-from", str(req.init_from)]
-    if req.epochs_per_step is not None:
+    if req.epochs_per_step is not None:  # after extra_args: argparse keeps the last value
         args += ["--epochs-per-step", str(req.epochs_per_step)]
-    _run(args, req.out.parent / "train.log")
+    _run(args, req.out.parent / "train.log", env)
     return req.out
 
 
 def validation_score(metrics: dict) -> float | None:
     """mean_balanced_accuracy of a metrics.json: under "val" (fit) or at the top (evaluate --subset val)."""
     section = metrics.get("val", metrics)
-    return section.get("mean_balanced_accuracy")
+    return section.get("mean_balanced_accuracy") if isinstance(section, dict) else None
 
 
-def evaluate(model: Path, export: Path, data_root: Path | None, split: Path, out: Path) -> float | None:
-    args = ["training.evaluate", "--model", str(model), "--export", str(export), "--split", str(split),
-            "--subset", "val", "--out", str(out)]
-    if data_root is not None:
-        args += ["--data-root", str(data_root)]
-    _run(args, out.parent / "evaluate.log")
-    return validation_score(json.loads(out.read_text(encoding="utf-8")))
+def evaluate(req: EvalRequest, env: Mapping[str, str]) -> float | None:
+    # training.evaluate requires --data-root; without LOCAL_FILES_DOCUMENT_ROOT the job folder stands
+    # in (no /data/local-files/ frame resolves then, and evaluate says which one).
+    data_root = req.data_root if req.data_root is not None else req.out.parent
+    args = ["training.evaluate", "--model", str(req.model), "--export", str(req.export), "--data-root", str(data_root),
+            "--split", str(req.split), "--subset", "val", "--out", str(req.out)]
+    _run(args, req.out.parent / "evaluate.log", env)
+    return validation_score(json.loads(req.out.read_text(encoding="utf-8")))

@@ -2,7 +2,6 @@
 an installed model and our backend as a subprocess."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -50,11 +49,7 @@ def label_config() -> str:
 @pytest.fixture
 def project(label_studio, label_config, recordings, request) -> dict:
     """A fresh project with our config, a local-files storage and the generated tasks imported."""
-    created = label_studio.create_project(request.node.name[:50], label_config)  # LS caps titles at 50
-    label_studio.add_local_storage(created["id"], recordings)
-    tasks = json.loads((recordings / "tasks.json").read_text(encoding="utf-8"))
-    label_studio.import_tasks(created["id"], tasks)
-    return created
+    return label_studio.create_recordings_project(request.node.name, label_config, recordings)
 
 
 MODEL_VERSION = "e2e-tiny-v1"

@@ -5,6 +5,7 @@ Facts behind the settings: /work/shared/label-studio-1.23.2/PROTOCOL.md.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -108,15 +109,23 @@ class LabelStudio:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(attempts):
             port = self.config.port or free_port()
-            if self._launch(venv, port):
+            try:
+                launched = self._launch(venv, port)
+            except BaseException:
+                self.stop()  # __exit__ does not run when __enter__ fails
+                raise
+            if launched:
                 return self
-            # Someone took the port between our probe and the bind: LS moved elsewhere, and its
+            # Someone took the port before LS bound it: LS moved elsewhere silently, and its
             # LABEL_STUDIO_HOST would lie. Start again on another port.
             self.stop()
+            if self.config.port:
+                raise LabelStudioError(f"port {port} is in use; choose another one")
         raise LabelStudioError(f"Label Studio could not keep a port after {attempts} attempts; see {self.log_path}")
 
     def _launch(self, venv: Path, port: int) -> bool:
         log = self.log_path.open("ab")
+        log_start = log.tell()  # earlier attempts' lines in the same log must not count
         self.process = subprocess.Popen(
             [str(venv / "bin" / "label-studio"), "start", "--no-browser",
              "--internal-host", "127.0.0.1", "--port", str(port)],
@@ -128,7 +137,7 @@ class LabelStudio:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise LabelStudioError(f"Label Studio exited with {self.process.returncode}: {self._log_tail()}")
-            bound = self._bound_port()
+            bound = self._bound_port(log_start)
             if bound is not None and bound != port:
                 return False
             if bound == port and self._answers(port):
@@ -137,8 +146,10 @@ class LabelStudio:
             time.sleep(1.0)
         raise LabelStudioError(f"Label Studio did not answer within {self.config.start_timeout_s} s: {self._log_tail()}")
 
-    def _bound_port(self) -> int | None:
-        found = _SERVING_LINE.findall(self.log_path.read_text(errors="replace"))
+    def _bound_port(self, log_start: int) -> int | None:
+        with self.log_path.open("rb") as log:
+            log.seek(log_start)
+            found = _SERVING_LINE.findall(log.read().decode(errors="replace"))
         return int(found[-1]) if found else None
 
     def _answers(self, port: int) -> bool:
@@ -210,6 +221,14 @@ class LabelStudio:
 
     def import_tasks(self, project_id: int, tasks: list[dict]) -> dict:
         return self.request("POST", f"/api/projects/{project_id}/import", json=tasks).json()
+
+    def create_recordings_project(self, title: str, label_config: str, recordings: Path) -> dict:
+        """A project with `label_config`, a local-files storage on `recordings` and its tasks.json imported
+        (the layout of training.synthetic: frame URLs relative to the document root)."""
+        project = self.create_project(title[:50], label_config)  # LS refuses titles over 50 characters
+        self.add_local_storage(project["id"], recordings)
+        self.import_tasks(project["id"], json.loads((recordings / "tasks.json").read_text(encoding="utf-8")))
+        return project
 
     def connect_ml_backend(self, project_id: int, url: str, title: str = "recmeta") -> dict:
         """POST /api/ml: LS checks /health and /setup of the backend and adds it to the project."""

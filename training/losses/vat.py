@@ -11,10 +11,14 @@ adversarial inputs; a forward under ``no_grad`` in train mode still updates them
 keeps the layers in train mode — normalising with the batch's own statistics, exactly as the clean
 forward that produced ``clean_logits`` did, so a zero perturbation gives zero loss — and sets
 ``track_running_stats=False`` for the duration: _BatchNorm then passes no running buffers to
-F.batch_norm and skips ``num_batches_tracked``. (Setting momentum to 0 would not do: PyTorch's
-momentum weights the NEW batch — the opposite of TF's decay — and ``momentum=None`` means a
-cumulative average that ignores it; eval-mode statistics instead would make the perturbed forward
-a different function from the clean one.)
+F.batch_norm and skips ``num_batches_tracked``. (Momentum 0 would not do: PyTorch's momentum
+weights the NEW batch — the opposite of TF's decay — so 0 freezes mean/var but still counts
+``num_batches_tracked``, and a layer with ``momentum=None`` averages cumulatively regardless.
+Eval-mode statistics instead would make the perturbed forward a different function from the
+clean one.)
+
+In kind="multi" with concat fusion the padded frames get no gradient, so the whole eps lands on
+the real frames of a recording.
 """
 from __future__ import annotations
 
@@ -100,7 +104,8 @@ def vat_loss(
         raise ValueError(f"VAT n_power must be >= 1, got {cfg.n_power}")
     clean = {k: v.detach() for k, v in clean_logits.items()}
     x = x.detach()
-    d = _unit(torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device))
+    # Drawn in float32 whatever the input dtype, so a float64 check sees the same start direction.
+    d = _unit(torch.randn(x.shape, generator=generator).to(device=x.device, dtype=x.dtype))
     with frozen_bn_stats(model):
         for _ in range(cfg.n_power):
             d = (cfg.xi * d).requires_grad_()

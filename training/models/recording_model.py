@@ -82,6 +82,8 @@ class RecordingModel(nn.Module):
         return {name: head(shared) for name, head in zip(self.head_names, self.heads)}
 
     def _check_frames(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> None:
+        if torch.jit.is_tracing():  # shapes are symbolic while exporting; the example was checked eagerly
+            return
         if frames.dim() != 5 or frames.shape[2] != 1:
             raise ValueError(f"frames must be [B, N, 1, S, S], got shape {tuple(frames.shape)}")
         if tuple(frame_mask.shape) != tuple(frames.shape[:2]):

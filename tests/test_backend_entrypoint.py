@@ -1,0 +1,67 @@
+"""The serving image's start script, run here without Docker; and the torch-free serving path."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from backend_fixtures import add_tiny_version
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRYPOINT = ROOT / "scripts" / "docker_entrypoint.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_health(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"entrypoint exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return json.loads(response.read())
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail("no /health answer within the timeout")
+
+
+@pytest.mark.slow
+def test_entrypoint_starts_the_backend_on_a_fresh_model_dir(tmp_path):
+    model_dir = tmp_path / "models" / "not-yet-created"
+    port = free_port()
+    env = dict(os.environ, MODEL_DIR=str(model_dir), PORT=str(port), HOST="127.0.0.1", PYTHON=sys.executable,
+               WORKERS="2", LABEL_STUDIO_API_KEY="entry-secret-987", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
+    proc = subprocess.Popen(["sh", str(ENTRYPOINT)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        health = wait_for_health(f"http://127.0.0.1:{port}/health", proc)
+        assert health == {"status": "UP", "model_class": "RecordingBackend", "model_version": None}
+        assert model_dir.is_dir()
+        add_tiny_version(model_dir, tmp_path, "live-v1")  # both workers see it without a restart
+        time.sleep(1.2)
+        for _ in range(4):
+            assert wait_for_health(f"http://127.0.0.1:{port}/health", proc)["model_version"] == "live-v1"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert b"recmeta_predict_seconds" in response.read()
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert b"entry-secret-987" not in out + err
+
+
+def test_serving_path_never_imports_torch():
+    code = ("import sys, backend.app, backend.models, backend.__main__; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
