@@ -118,15 +118,37 @@ def task(task_id: int, frames) -> dict:
             "predictions": []}
 
 
-class FakeLabelStudio:
-    """Serves /data/upload/<name> from `files`; answers 401 without `Authorization: Token <token>`."""
+def fake_jwt(token_type: str, lifetime_s: float = 3600) -> str:
+    """An (unsigned) JWT shaped like Label Studio's personal access / access tokens."""
+    import base64
+    import time
 
-    def __init__(self, files: dict[str, bytes], token: str):
+    def part(d: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+
+    return ".".join([part({"alg": "HS256", "typ": "JWT"}),
+                     part({"token_type": token_type, "exp": int(time.time() + lifetime_s)}), "sig"])
+
+
+class FakeLabelStudio:
+    """Serves /data/upload/<name> from `files` to `Authorization: Token <token>` or, when `pat` is
+    given, to `Bearer <access>` after POST /api/token/refresh/ {"refresh": pat}; else 401."""
+
+    def __init__(self, files: dict[str, bytes], token: str, pat: str | None = None):
         outer = self
+        access = fake_jwt("access", 300)
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server naming)
-                if self.headers.get("Authorization") != f"Token {token}":
+            def do_POST(self):  # noqa: N802 (http.server naming)
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                ok = self.path == "/api/token/refresh/" and pat is not None and body.get("refresh") == pat
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps({"access": access} if ok else {"detail": "bad token"}).encode())
+
+            def do_GET(self):  # noqa: N802
+                if self.headers.get("Authorization") not in (f"Token {token}", f"Bearer {access}" if pat else None):
                     self.send_response(401)
                     self.end_headers()
                     return

@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 
 from backend.app import NO_MODEL_VERSION, create_app
 from backend.registry import ModelRegistry
-from backend_fixtures import (FakeLabelStudio, add_tiny_version, backend_settings, grey_image_bytes,
+from backend_fixtures import (FakeLabelStudio, add_tiny_version, backend_settings, fake_jwt, grey_image_bytes,
                               ls_fixture, recorded_schema, write_recording)
 
 TOKEN = "legacy-test-token-123"
@@ -93,6 +93,23 @@ def test_interactive_single_task_request(served, tmp_path):
     answer = client.post("/predict", json=body).json()
     assert len(answer["results"]) == len(body["tasks"]) == 1
     assert answer["results"][0]["model_version"] == "v1" and answer["results"][0]["result"]
+
+
+def test_frames_from_label_studio_with_a_personal_access_token_given_by_setup(tmp_path):
+    """No key in the environment: /setup's hostname + access_token (a PAT) fetch the uploads."""
+    pat = fake_jwt("refresh")
+    fake = FakeLabelStudio({"1/a.png": grey_image_bytes(90)}, token="unused-legacy", pat=pat)
+    try:
+        settings = backend_settings(tmp_path)
+        add_tiny_version(settings.model_dir, tmp_path, "v1", schema=recorded_schema())
+        client = TestClient(create_app(settings))
+        body = ls_fixture("predict_request_batch5.json")
+        body["tasks"] = [dict(body["tasks"][0], data={"frames": ["/data/upload/1/a.png"]})]
+        assert "result" not in client.post("/predict", json=body).json()["results"][0]  # no credentials yet
+        client.post("/setup", json=dict(ls_fixture("setup_request.json"), hostname=fake.url, access_token=pat))
+        assert client.post("/predict", json=body).json()["results"][0]["result"]
+    finally:
+        fake.close()
 
 
 @pytest.mark.parametrize("name", ["webhook_ANNOTATION_CREATED.json", "webhook_ANNOTATION_UPDATED.json",

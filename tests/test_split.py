@@ -126,3 +126,10 @@ def test_cli_on_nuaa_benchmark(benchmarks_dir, tmp_path, capsys):
     assert result["deviation"]["tolerances_met"]
     printed = capsys.readouterr().out
     assert "ILP" in printed and "random" in printed
+
+
+def test_cli_clear_errors(tmp_path):
+    with pytest.raises(SystemExit, match="ratios"):
+        main(["--export", "x.json", "--out", str(tmp_path / "s.json"), "--ratios", "0.5,0.5"])
+    with pytest.raises(SystemExit, match="missing.json"):
+        main(["--export", str(tmp_path / "missing.json"), "--out", str(tmp_path / "s.json")])

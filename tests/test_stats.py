@@ -69,3 +69,9 @@ def test_cli_on_synthetic_export(tmp_path, capsys):
     # answered 4 of 10 per question; propagation may fill in more, never fewer
     assert all(4 <= c["labelled"] <= 10 and c["annotated"] == 4 for c in stats["coverage"].values())
     assert "coverage" in capsys.readouterr().out
+
+
+def test_cli_missing_split_is_a_clear_error(tmp_path):
+    paths = generate(tmp_path / "s", recordings=2, subjects=1, frames=1, size=32)
+    with pytest.raises(SystemExit, match="nosplit.json"):
+        main(["--export", str(paths.export), "--split", str(tmp_path / "nosplit.json"), "--out", str(tmp_path / "o")])

@@ -142,7 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", help="split.json: also report groups that cross splits")
     ap.add_argument("--threshold", type=int, default=4, help="max Hamming distance of 64-bit phashes")
     args = ap.parse_args(argv)
-    recordings = read_export(args.export, load_label_config(args.label_config)).recordings
+    try:
+        recordings = read_export(args.export, load_label_config(args.label_config)).recordings
+        where = {rid: name for name, rids in json.loads(Path(args.split).read_text())["recordings"].items()
+                 for rid in rids} if args.split else None
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise SystemExit(f"training.near_duplicates: cannot read the export or split: {exc!r}")
     hashes, errors = hash_frames([f for r in recordings for f in r.frames], local_reader(args.data_root))
     for ref, reason in sorted(errors.items()):
         print(f"unreadable frame {ref}: {reason}")
@@ -151,9 +156,7 @@ def main(argv: list[str] | None = None) -> None:
           f"(threshold {args.threshold}/{HASH_BITS} bits)")
     for g in groups:
         print(f"  subjects {list(g.subjects)}: recordings {list(g.recordings)}")
-    if args.split:
-        where = {rid: name for name, rids in json.loads(Path(args.split).read_text())["recordings"].items()
-                 for rid in rids}
+    if where is not None:
         crossing = [g for g in groups if len({where.get(r, "unassigned") for r in g.recordings}) > 1]
         print(f"{len(crossing)} groups cross splits")
         for g in crossing:

@@ -294,19 +294,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-root", help="document root of the frames: merge subjects with near-duplicate frames")
     ap.add_argument("--dup-threshold", type=int, default=4, help="max Hamming distance of near duplicates")
     args = ap.parse_args(argv)
-    schema = load_label_config(args.label_config)
-    recordings = read_export(args.export, schema).recordings
-    groups = ()
-    if args.data_root:
-        from training.near_duplicates import duplicate_subject_groups, local_reader
-
-        groups = duplicate_subject_groups(recordings, local_reader(args.data_root), args.dup_threshold)
     try:
         ratios = tuple(float(x) for x in args.ratios.split(","))
-    except ValueError:
-        raise SystemExit(f"--ratios must be comma-separated numbers, got {args.ratios!r}")
-    result = split_subjects(recordings, schema, config=SplitConfig(ratios, args.seed, args.time_limit),
-                            duplicate_groups=groups)
+        config = SplitConfig(ratios, args.seed, args.time_limit)
+        schema = load_label_config(args.label_config)
+        recordings = read_export(args.export, schema).recordings
+        groups = ()
+        if args.data_root:
+            from training.near_duplicates import duplicate_subject_groups, local_reader
+
+            groups = duplicate_subject_groups(recordings, local_reader(args.data_root), args.dup_threshold)
+        result = split_subjects(recordings, schema, config=config, duplicate_groups=groups)
+    except (OSError, ValueError) as exc:  # bad ratios, config or export
+        raise SystemExit(f"training.split: {exc}")
     Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(summary(result))
     print(f"wrote {args.out}")

@@ -15,8 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from training.schema import LabelSchema, load_label_config
-
-SPLITS = ("train", "val", "test")
+from training.split import SPLITS
 
 
 def default_crosstabs(schema: LabelSchema) -> list[tuple[str, str]]:
@@ -130,12 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="folder for stats.json and stats.png")
     ap.add_argument("--crosstab", type=parse_crosstab, action="append", help="a,b (repeatable)")
     args = ap.parse_args(argv)
-    schema = load_label_config(args.label_config)
-    split = json.loads(Path(args.split).read_text(encoding="utf-8")) if args.split else None
     try:
+        schema = load_label_config(args.label_config)
+        split = json.loads(Path(args.split).read_text(encoding="utf-8")) if args.split else None
         stats = compute_stats(read_export(args.export, schema).recordings, schema, split, args.crosstab)
-    except ValueError as exc:
-        raise SystemExit(str(exc))
+    except (OSError, ValueError) as exc:  # JSON, config and export errors are ValueErrors
+        raise SystemExit(f"training.stats: {exc}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "stats.json").write_text(json.dumps(stats, indent=1), encoding="utf-8")

@@ -3,6 +3,7 @@ an installed model and our backend as a subprocess."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,6 +70,11 @@ def model_dir(tmp_path_factory) -> Path:
     return models
 
 
+# Backend settings a developer's shell may hold; each test names the ones it means.
+NOT_INHERITED = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LOCAL_FILES_DOCUMENT_ROOT",
+                 "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "MODEL_DIR")
+
+
 @pytest.fixture
 def start_backend(tmp_path):
     """start_backend(env) -> URL of `python -m backend` on a free loopback port; stopped at teardown."""
@@ -76,35 +82,39 @@ def start_backend(tmp_path):
 
     def start(env: dict[str, str], timeout_s: float = 60.0) -> str:
         port = free_port()
-        log = (tmp_path / f"backend-{port}.log").open("wb")
-        child_env = {k: v for k, v in os.environ.items()
-                     if k not in ("LOCAL_FILES_DOCUMENT_ROOT", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_URL")}
+        log_path = tmp_path / f"backend-{port}.log"
+        log = log_path.open("wb")
+        inherited = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
         proc = subprocess.Popen([sys.executable, "-m", "backend", "--host", "127.0.0.1", "--port", str(port)],
-                                env={**child_env, "OMP_NUM_THREADS": "1", **env}, cwd=REPO_ROOT,
+                                env={**inherited, "ONNX_THREADS": "1", "OMP_NUM_THREADS": "1", **env},
+                                cwd=REPO_ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()  # the child holds its own copy
         started.append(proc)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"backend exited with {proc.returncode}: {_tail(log.name)}")
+                raise RuntimeError(f"backend exited with {proc.returncode}: {_tail(log_path)}")
             try:
                 if requests.get(f"{url}/health", timeout=2).ok:
                     return url
             except requests.RequestException:
                 pass
             time.sleep(0.3)
-        raise RuntimeError(f"backend did not answer /health within {timeout_s} s: {_tail(log.name)}")
+        raise RuntimeError(f"backend did not answer /health within {timeout_s} s: {_tail(log_path)}")
 
     yield start
-    for proc in started:
-        proc.terminate()
+    for proc in started:  # each backend leads its own process group (uvicorn workers included)
+        if proc.poll() is not None:
+            continue
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(15)
 
 
-def _tail(path: str, chars: int = 3000) -> str:
+def _tail(path: Path, chars: int = 3000) -> str:
     return Path(path).read_text(errors="replace")[-chars:]

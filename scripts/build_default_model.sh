@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The embedded default model: trained on the repo's own generated recordings (a demo, not a real model),
+# installed into MODEL_DIR as the current version. A few minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL_DIR=${MODEL_DIR:-models}
+work=${DEFAULT_MODEL_WORK:-.cache/default-model}
+PY=.venv/bin/python
+jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+[ -e "$jemalloc" ] && export LD_PRELOAD="$jemalloc${LD_PRELOAD:+:$LD_PRELOAD}"
+rm -rf "$work" && mkdir -p "$work"
+$PY -m training.synthetic --out "$work/recordings" --recordings ${DEFAULT_RECORDINGS:-160} --subjects 40 \
+    --frames 10 --size 96 --label-fraction 0.5 --seed 0
+$PY -m training.fit --export "$work/recordings/export.json" --label-config label_config.xml \
+    --data-root "$work" --out "$work/run" --image-size ${DEFAULT_IMAGE_SIZE:-64} --frames 10 \
+    --epochs-per-step ${DEFAULT_EPOCHS:-4} --seed 0
+$PY -m backend.models --model-dir "$MODEL_DIR" add "$work/run/model.onnx" --use

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: set up, build the embedded default model when MODEL_DIR has none, serve.
+#   bash scripts/run.sh [--with-label-studio]      (HOST, PORT, MODEL_DIR, WORKERS, ... from the environment)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export MODEL_DIR=${MODEL_DIR:-$PWD/models}
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-9090}
+if ! .venv/bin/python -c "import sys; from backend.registry import ModelRegistry; sys.exit(0 if ModelRegistry('$MODEL_DIR').current() else 1)"; then
+  echo "run: no model in $MODEL_DIR: building the embedded default model (synthetic recordings)"
+  bash scripts/build_default_model.sh
+fi
+jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+[ -e "$jemalloc" ] && export LD_PRELOAD="$jemalloc${LD_PRELOAD:+:$LD_PRELOAD}"
+if [ "${1:-}" = "--with-label-studio" ]; then
+  .venv/bin/python -m backend --host "$HOST" --port "$PORT" &
+  backend_pid=$!
+  trap 'kill $backend_pid 2>/dev/null' EXIT
+  bash scripts/demo.sh "http://$HOST:$PORT"
+  wait $backend_pid
+else
+  echo "run: serving $MODEL_DIR on http://$HOST:$PORT (connect it in Label Studio: Settings > Model)"
+  exec .venv/bin/python -m backend --host "$HOST" --port "$PORT"
+fi
