@@ -66,7 +66,11 @@ class RecordingBackend(MLBase):
 
     # --- /predict ---
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
-        loaded = self.live.get()
+        try:
+            loaded = self.live.get()
+        except Exception as exc:  # a model file that fails to load must not take /predict down
+            log.exception("current model cannot be loaded")
+            return [self._failed(task, TaskError("model_unavailable", str(exc)), None) for task in tasks]
         if loaded is None:
             return [self._failed(task, TaskError("no_model", "no model in MODEL_DIR yet"), None) for task in tasks]
         try:
@@ -76,29 +80,38 @@ class RecordingBackend(MLBase):
             return [self._failed(task, error, loaded.version) for task in tasks]
         shape = FrameBatchShape(loaded.model.frames, loaded.model.preprocess)
         fetcher = self._fetcher()
-        pending: list[tuple[int, list | TaskError]] = []
-        for i, task in enumerate(tasks):  # start every task's downloads before waiting on any
+        results: list[dict] = [{}] * len(tasks)
+        chunks = [range(s, min(s + MAX_BATCH, len(tasks))) for s in range(0, len(tasks), MAX_BATCH)]
+        # Chunk k+1's frames download while chunk k runs: a 1000-task batch (one Data Manager
+        # action) keeps at most two chunks of frames in memory.
+        submitted = self._submit(tasks, chunks[0], fetcher, view, shape) if chunks else []
+        for k in range(len(chunks)):
+            following = self._submit(tasks, chunks[k + 1], fetcher, view, shape) if k + 1 < len(chunks) else []
+            ready = []
+            for i, started in submitted:
+                try:
+                    if isinstance(started, TaskError):
+                        raise started
+                    ready.append((i, *self.loader.collect(started, shape)))
+                except TaskError as exc:
+                    results[i] = self._failed(tasks[i], exc, loaded.version)
+            if ready:
+                metrics.FRAMES_FETCHED.inc(int(sum(mask.sum() for _, _, mask in ready)))
+                probs = loaded.model.predict(np.stack([r[1] for r in ready]), np.stack([r[2] for r in ready]))
+                for row, (i, _, _) in enumerate(ready):
+                    results[i] = self._answer({name: p[row] for name, p in probs.items()}, loaded, view)
+            submitted = following
+        return results
+
+    def _submit(self, tasks, indices, fetcher, view: ProjectView, shape: FrameBatchShape) -> list[tuple]:
+        """Start fetching the frames of tasks[indices]: [(index, futures or the TaskError)]."""
+        started = []
+        for i in indices:
             try:
-                pending.append((i, self.loader.submit(fetcher, frame_refs(task, view.value_key), shape)))
+                started.append((i, self.loader.submit(fetcher, frame_refs(tasks[i], view.value_key), shape)))
             except TaskError as exc:
-                pending.append((i, exc))
-        results: list[dict | None] = [None] * len(tasks)
-        ready: list[tuple[int, np.ndarray, np.ndarray]] = []
-        for i, futures in pending:
-            try:
-                if isinstance(futures, TaskError):
-                    raise futures
-                frames, mask = self.loader.collect(futures, shape)
-                metrics.FRAMES_FETCHED.inc(int(mask.sum()))
-                ready.append((i, frames, mask))
-            except TaskError as exc:
-                results[i] = self._failed(tasks[i], exc, loaded.version)
-        for start in range(0, len(ready), MAX_BATCH):
-            chunk = ready[start:start + MAX_BATCH]
-            probs = loaded.model.predict(np.stack([f for _, f, _ in chunk]), np.stack([m for _, _, m in chunk]))
-            for row, (i, _, _) in enumerate(chunk):
-                results[i] = self._answer({name: p[row] for name, p in probs.items()}, loaded, view)
-        return results  # type: ignore[return-value]  # every slot is filled above
+                started.append((i, exc))
+        return started
 
     def _answer(self, probs: dict[str, np.ndarray], loaded: LoadedModel, view: ProjectView) -> dict:
         items, score, held_back = task_results(

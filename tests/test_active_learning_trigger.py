@@ -78,20 +78,23 @@ def test_requests_absorbed_until_export_starts_then_one_queued(settings, launche
     assert answer["queued_job"]["reasons"] == ["START_TRAINING", "START_TRAINING"]
 
 
-def _hit(args):
-    settings_dict, barrier, log = args
-    runners.runner_for = lambda cfg: RecordingRunner(Path(log))  # fork: patch again to be explicit
+def _hit(cfg_fields, log, barrier, results):
+    runners.runner_for = lambda cfg: RecordingRunner(Path(log))  # a fresh (spawned) interpreter
     barrier.wait()
-    return handle_webhook(recorded("webhook_START_TRAINING.json"), ActiveLearningConfig(**settings_dict))["status"]
+    results.put(handle_webhook(recorded("webhook_START_TRAINING.json"), ActiveLearningConfig(**cfg_fields))["status"])
 
 
 def test_simultaneous_webhooks_from_several_processes_make_one_job(tmp_path, launches):
-    cfg = dict(model_dir=tmp_path / "models", retrain_every=3)
-    ctx = mp.get_context("fork")
-    barrier = ctx.Manager().Barrier(4)
-    with ctx.Pool(4) as pool:
-        outcomes = pool.map(_hit, [(cfg, barrier, str(launches))] * 4)
-    assert sorted(outcomes) == ["absorbed"] * 3 + ["started"]
+    ctx = mp.get_context("spawn")  # like uvicorn workers: separate processes sharing only MODEL_DIR
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_hit, args=(dict(model_dir=tmp_path / "models"), str(launches), barrier, results))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    outcomes = sorted(results.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(10)
+    assert outcomes == ["absorbed"] * 3 + ["started"]
     assert len(launched(launches)) == 1
 
 
@@ -110,3 +113,22 @@ def test_bad_bodies_and_settings_are_named(settings, monkeypatch):
     cfg = config_from_settings(settings)
     assert cfg.promote_tolerance == 0.05 and cfg.full_retrain_on_start and cfg.retrain_every == 3
     assert "label_studio_api_key" not in cfg.worker_view()
+
+
+def test_status_reads_training_progress_from_the_fit_log(settings, launches):
+    handle_webhook(recorded("webhook_START_TRAINING.json"), settings)
+    store = ProjectStore(config_from_settings(settings).state_root, "1")
+    with store.locked() as state:
+        state["running"].update(stage="training", progress=0.15, started_at=1.0, pid=None)
+        job_id = state["running"]["job_id"]
+    store.heartbeat_path(job_id).touch()
+    log = store.job_dir(job_id) / "run" / "log.jsonl"
+    log.parent.mkdir()
+    rows = [{"phase": "train", "step": 1, "epoch": 1, "loss": 2.0}, {"phase": "step", "step": 1},
+            {"phase": "train", "step": 2, "epoch": 1, "loss": 1.5}, {"phase": "step", "step": 2},
+            {"phase": "train", "step": 3, "epoch": 1, "loss": 1.0}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"phase": "tr')  # a line mid-write
+    job = training_status(settings)["projects"]["1"]["job"]
+    assert job["s4l_steps_done"] == 2 and job["s4l_steps"] == 3
+    assert job["progress"] == pytest.approx(0.15 + 0.7 * 2 / 3, abs=1e-3)
+    assert job["last_epoch"] == {"step": 3, "epoch": 1, "loss": 1.0}

@@ -87,3 +87,29 @@ def test_url_to_a_host_that_is_neither_label_studio_nor_allowed(tmp_path, fake_l
         results = run_batch(tmp_path, fake_ls, [other_host])
     check_only_the_broken_task_failed(results, "frame_unavailable", caplog, before)
     assert fake_ls.requests == requests  # refused before any connection
+
+
+def test_broken_tasks_across_chunks_keep_their_places(tmp_path, monkeypatch):
+    import backend.recording_model as rm
+    monkeypatch.setattr(rm, "MAX_BATCH", 2)
+    settings = backend_settings(tmp_path)
+    add_tiny_version(settings.model_dir, tmp_path, "v1")
+    refs = [write_recording(settings.local_files_document_root, f"r{i}", [i * 40] * 4) for i in range(3)]
+    tasks = [task(0, refs[0]), task(1, "not-a-list"), task(2, refs[1]), task(3, refs[2]), task(4, [])]
+    backend = RecordingBackend(settings)
+    results = backend.predict(tasks)
+    assert ["result" in r for r in results] == [True, False, True, True, False]
+    assert [results[i] for i in (0, 2, 3)] == [backend.predict([tasks[i]])[0] for i in (0, 2, 3)]
+
+
+def test_a_current_model_that_cannot_load_fails_tasks_not_the_request(tmp_path, caplog):
+    settings = backend_settings(tmp_path)
+    broken = settings.model_dir / "versions" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "model.onnx").write_bytes(b"garbage")
+    (settings.model_dir / "current").write_text("broken\n")
+    before = failures("model_unavailable")
+    with caplog.at_level(logging.WARNING):
+        results = RecordingBackend(settings).predict([task(1, ["/data/local-files/?d=x.png"])])
+    assert "result" not in results[0] and results[0]["error"].startswith("model_unavailable")
+    assert failures("model_unavailable") == before + 1

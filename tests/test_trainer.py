@@ -31,7 +31,7 @@ def _few_threads():
 
 
 def _data(root: Path, *, recordings: int, frames: int, size: int, ratios=(0.6, 0.1, 0.3)) -> RecipeData:
-    generate(root / "syn", recordings=recordings, subjects=recordings // 3, frames=frames, size=max(size, 32),
+    generate(root / "syn", recordings=recordings, subjects=recordings // 4, frames=frames, size=max(size, 32),
              label_fraction=0.6, seed=1)
     schema = load_label_config()
     export = read_export(root / "syn" / "export.json", schema)
@@ -46,9 +46,9 @@ def _data(root: Path, *, recordings: int, frames: int, size: int, ratios=(0.6, 0
     return RecipeData(store, schema, *rows, train_targets=store.labels.copy(), truth=store.labels)
 
 
-def _cfg(frames: int, size: int, **recipe) -> FitConfig:
+def _cfg(frames: int, size: int, kind: str = "multi", **recipe) -> FitConfig:
     return FitConfig(export="-", out="-", data=DataConfig(frames=frames, image_size=size),
-                     model=ModelConfig(hidden=32), recipe=RecipeConfig(progress=False, **recipe))
+                     model=ModelConfig(kind=kind, hidden=32), recipe=RecipeConfig(progress=False, **recipe))
 
 
 def _run(data, cfg, run: Path, resume=False):
@@ -59,15 +59,17 @@ def _run(data, cfg, run: Path, resume=False):
 
 
 def test_model_learns_the_easy_labels(tmp_path):
-    data = _data(tmp_path, recordings=96, frames=4, size=48)
-    cfg = _cfg(4, 48, steps=(3,), epochs_per_step=20, finetune_lr=3e-3, batch_size=8)
+    # The single-image model gets a gradient step per 8 frames: enough steps to learn in seconds.
+    data = _data(tmp_path, recordings=128, frames=4, size=48, ratios=(0.5, 0.2, 0.3))
+    cfg = _cfg(4, 48, "single", steps=(3,), epochs_per_step=10, finetune_lr=3e-3, batch_size=8)
     result = _run(data, cfg, tmp_path / "run")
     truth = {n: data.truth[data.test_rows, i] for i, n in enumerate(data.schema.names)}
     metrics = evaluate(data.schema, truth, softmax(result.steps[3]["test_logits"]))["labels"]
-    easy = {n: metrics[n]["balanced_accuracy"] for n in ("car_recording", "wearing_face_mask", "gender")}
-    assert all(metrics[n]["n"] >= 8 for n in easy)
-    assert np.mean(list(easy.values())) >= 0.75, easy  # chance is 0.5
-    assert max(easy.values()) >= 0.85, easy
+    for easy in ("car_recording", "wearing_face_mask"):  # chance: 0.5
+        assert metrics[easy]["n"] >= 10 and metrics[easy]["balanced_accuracy"] >= 0.75, (easy, metrics[easy])
+    # Balanced accuracy by chance is 1 / classes: on average over the labels it must beat that clearly.
+    lift = [m["balanced_accuracy"] - 1 / len(data.schema[n].classes) for n, m in metrics.items() if m["n"] >= 5]
+    assert len(lift) >= 8 and np.mean(lift) >= 0.1, lift
 
 
 def test_resume_repeats_the_uninterrupted_run_and_pseudo_labels_fill_only_gaps(tmp_path, monkeypatch):

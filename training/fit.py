@@ -22,7 +22,7 @@ from training.calibration import fit_temperatures
 from training.config import DataConfig, FitConfig, ModelConfig, RecipeConfig
 from training.dataset import RecordingDataset, load_recordings, subsample_labels
 from training.distributed import DistContext, barrier, gather, init_distributed, shutdown
-from training.export_reader import read_export
+from training.export_reader import problem_report, read_export
 from training.metrics import evaluate
 from training.models.recording_model import RecordingModel, StlEnsemble
 from training.recipe import RecipeData, RunLog, run_recipe, trained_heads
@@ -89,10 +89,10 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     _write_config(run, cfg, resume, ctx)
     schema = load_label_config(cfg.label_config)
     export = read_export(cfg.export, schema)
-    for problem in export.problems[:20]:
-        say(f"export: {problem}", file=sys.stderr)
-    if len(export.problems) > 20:
-        say(f"export: ... {len(export.problems) - 20} more problems", file=sys.stderr)
+    if export.problems and ctx.is_main:
+        lines = list(problem_report(export.problems))
+        (run / "export_problems.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        say(f"export: {lines[-1]} (all in {run / 'export_problems.txt'})", file=sys.stderr)
     split = _split(cfg, run, export.recordings, schema, ctx)
     store = load_recordings(export.recordings, schema, cfg.data, _fetcher(cfg),
                             _cache_dir(cfg), progress=cfg.recipe.progress and ctx.is_main)
@@ -111,8 +111,8 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
         model, step_logits, untrained = _fit_stl(cfg, data, ckpt_dir, log, ctx, resume)
     model.eval()
     truth = {s: {n: store.labels[rows[s], i] for i, n in enumerate(schema.names)} for s in ("val", "test")}
-    steps = {str(step): {s: _evaluate(schema, truth[s], logits[s]) for s in ("val", "test")} | {"best_epoch": logits["best_epoch"]}
-             for step, logits in step_logits.items()}
+    steps = {str(step): {s: _evaluate(schema, truth[s], out[s]) for s in ("val", "test")}
+             | {"best_epoch": out["best_epoch"], "wall_s": out["wall_s"]} for step, out in step_logits.items()}
     last = step_logits[max(step_logits)]
     temperatures = {n: 1.0 for n in schema.names}
     if rows["val"]:
@@ -134,8 +134,8 @@ def _fit_mtl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
     if cfg.init_from:
         _init_weights(model, cfg.init_from)
     result = run_recipe(model, data, cfg, ckpt_dir, log, ctx, resume=resume)
-    step_logits = {s: {"val": r["val_logits"], "test": r["test_logits"], "best_epoch": r["best_epoch"]}
-                   for s, r in result.steps.items()}
+    step_logits = {s: {"val": r["val_logits"], "test": r["test_logits"], "best_epoch": r["best_epoch"],
+                       "wall_s": r["wall_s"]} for s, r in result.steps.items()}
     return result.model, step_logits, result.untrained
 
 
@@ -150,18 +150,19 @@ def _fit_stl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
         if not trained_heads(sub_data):
             untrained.append(spec.name)  # nothing to learn from: an untrained model, marked as such
             results = {s: {"val_logits": _logits(model, data, "val_rows", cfg, ctx),
-                           "test_logits": _logits(model, data, "test_rows", cfg, ctx), "best_epoch": None}
-                       for s in cfg.recipe.steps}
+                           "test_logits": _logits(model, data, "test_rows", cfg, ctx), "best_epoch": None,
+                           "wall_s": 0.0} for s in cfg.recipe.steps}
         else:
             sub_log = RunLog(log.path, ctx, label=spec.name)
             result = run_recipe(model, sub_data, cfg, Path(ckpt_dir) / f"{col:02d}", sub_log, ctx, resume=resume)
             model, results = result.model, result.steps
         models[spec.name] = model.cpu()
         for s, r in results.items():
-            merged = step_logits.setdefault(s, {"val": {}, "test": {}, "best_epoch": {}})
+            merged = step_logits.setdefault(s, {"val": {}, "test": {}, "best_epoch": {}, "wall_s": 0.0})
             merged["val"].update(r["val_logits"])
             merged["test"].update(r["test_logits"])
             merged["best_epoch"][spec.name] = r["best_epoch"]
+            merged["wall_s"] += r["wall_s"]
     return StlEnsemble(models), step_logits, untrained
 
 

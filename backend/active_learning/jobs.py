@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+from . import runners
 from .config import ActiveLearningConfig
 from .store import ProjectStore, write_json_atomic
 
@@ -54,8 +55,6 @@ def _merge(job: dict, full: bool, reason: str) -> None:
 
 
 def _launch(store: ProjectStore, cfg: ActiveLearningConfig, state: dict, job: dict) -> None:
-    from .runners import runner_for  # local import: the RQ runner imports redis lazily
-
     job = {**job, "stage": WAITING, "progress": 0.0, "launched_at": time.time()}
     job_dir = store.job_dir(job["job_id"])
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +65,7 @@ def _launch(store: ProjectStore, cfg: ActiveLearningConfig, state: dict, job: di
     write_json_atomic(job_file, {"project": store.project, "job_id": job["job_id"], "config": cfg.worker_view()})
     state["running"] = job
     try:
-        job.update(runner_for(cfg).launch(job_file, cfg, on_exit=lambda: _reap_after_exit(store, cfg)))
+        job.update(runners.runner_for(cfg).launch(job_file, cfg, on_exit=lambda: _reap_after_exit(store, cfg)))
     except Exception as exc:  # a runner that cannot start (Redis down, fork failure) fails the job now
         _finish(store, cfg, state, job["job_id"], failed_result(job, f"could not launch the job: {exc!r}"))
 

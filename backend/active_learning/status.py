@@ -1,6 +1,8 @@
 """Read side: training_status() for the status endpoint and /health, recover_on_startup()."""
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from typing import Any
 
@@ -9,8 +11,33 @@ from .config import ActiveLearningConfig, config_from_settings
 from .store import ProjectStore, all_projects
 
 
-def project_status(cfg: ActiveLearningConfig, state: dict) -> dict:
+def training_progress(store: ProjectStore, cfg: ActiveLearningConfig, job: dict) -> dict:
+    """Finer progress while training.fit runs: S4L steps finished and the last epoch, from RUN/log.jsonl."""
+    log = store.job_dir(job["job_id"]) / "run" / "log.jsonl"
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:  # the line being written right now
+            continue
+    args = shlex.split(cfg.fit_args)
+    total = len(args[args.index("--steps") + 1].split(",")) if "--steps" in args[:-1] else 3
+    done = sum(1 for r in rows if r.get("phase") == "step")
+    epochs = [r for r in rows if r.get("phase") == "train"]
+    span = jobs.STAGE_PROGRESS["evaluating"] - jobs.STAGE_PROGRESS["training"]
+    return {"progress": round(jobs.STAGE_PROGRESS["training"] + span * min(done, total) / total, 3),
+            "s4l_steps_done": done, "s4l_steps": total,
+            "last_epoch": {k: epochs[-1].get(k) for k in ("step", "epoch", "loss")} if epochs else None}
+
+
+def project_status(cfg: ActiveLearningConfig, state: dict, store: ProjectStore | None = None) -> dict:
     running, last = state.get("running"), state.get("last_result")
+    if running and store is not None and running.get("stage") == "training":
+        running = {**running, **training_progress(store, cfg, running)}
     if running:
         name = "queued" if running.get("stage") == jobs.WAITING else "running"
     else:
@@ -39,8 +66,8 @@ def _fresh_state(store: ProjectStore, cfg: ActiveLearningConfig) -> dict:
 
 def training_status(settings: Any) -> dict:
     cfg = config_from_settings(settings)
-    projects = {p: project_status(cfg, _fresh_state(ProjectStore(cfg.state_root, p), cfg))
-                for p in all_projects(cfg.state_root)}
+    stores = [ProjectStore(cfg.state_root, p) for p in all_projects(cfg.state_root)]
+    projects = {s.project: project_status(cfg, _fresh_state(s, cfg), s) for s in stores}
     states = [s["state"] for s in projects.values()]
     if "running" in states or "queued" in states:
         overall = "running" if "running" in states else "queued"

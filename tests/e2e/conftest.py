@@ -57,6 +57,12 @@ MODEL_VERSION = "e2e-tiny-v1"
 
 
 @pytest.fixture(scope="session")
+def model_version() -> str:
+    """The version id under which model_dir holds its model."""
+    return MODEL_VERSION
+
+
+@pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """MODEL_DIR with one installed tiny ONNX model as version MODEL_VERSION (untrained weights are
     enough: the tests check the protocol, not accuracy)."""

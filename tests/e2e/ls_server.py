@@ -85,8 +85,11 @@ class LabelStudio:
 
     def environment(self, port: int) -> dict[str, str]:
         cfg = self.config
+        # Our PYTHONPATH (repo root: tests/, backend/) must not leak into LS's module namespace,
+        # nor a developer's database settings into its sqlite.
+        inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_NAME")}
         return {
-            **os.environ,
+            **inherited,
             "LABEL_STUDIO_USERNAME": cfg.username,
             "LABEL_STUDIO_PASSWORD": cfg.password,
             "LABEL_STUDIO_USER_TOKEN": cfg.legacy_token,
@@ -246,9 +249,6 @@ class LabelStudio:
         """All tasks of a project with their predictions and annotations."""
         r = self.request("GET", f"/api/tasks?project={project_id}&fields=all&page_size=100000")
         return r.json()["tasks"]
-
-    def predictions(self, project_id: int) -> list[dict]:
-        return self.request("GET", f"/api/predictions?project={project_id}").json()
 
     def annotate(self, task_id: int, result: list[dict]) -> dict:
         return self.request("POST", f"/api/tasks/{task_id}/annotations", json={"result": result}).json()

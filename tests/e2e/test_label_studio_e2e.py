@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 import requests
 
-from .conftest import MODEL_VERSION
-from .ls_server import free_port
+from .ls_server import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -29,6 +30,8 @@ def test_legacy_token_and_personal_access_token_both_authenticate(label_studio):
     assert _whoami(label_studio.url, f"Bearer {pat}").status_code == 401
     assert _whoami(label_studio.url, "Token not-a-real-token").status_code == 401
     assert _whoami(label_studio.url, None).status_code == 401
+    # One valid PAT per user: a second one is refused (the harness keeps the first).
+    label_studio.request("POST", "/api/token/", expect=409)
 
 
 def test_local_files_frames_are_served_with_either_token(label_studio, project, recordings):
@@ -80,7 +83,7 @@ BACKEND_ROUTES = {
 
 @pytest.mark.parametrize("route", list(BACKEND_ROUTES))
 def test_every_task_gets_a_valid_prediction_from_the_data_manager_action(
-        route, label_studio, project, document_root, model_dir, start_backend, schema):
+        route, label_studio, project, document_root, model_dir, model_version, start_backend, schema):
     env = {"MODEL_DIR": str(model_dir), **BACKEND_ROUTES[route](label_studio, document_root)}
     backend_url = start_backend(env)
     connected = label_studio.connect_ml_backend(project["id"], backend_url)
@@ -88,24 +91,45 @@ def test_every_task_gets_a_valid_prediction_from_the_data_manager_action(
 
     label_studio.retrieve_predictions(project["id"])
 
-    classes = {s.name: set(s.classes) for s in schema.labels}
     tasks = label_studio.tasks(project["id"])
+    _assert_one_valid_prediction_each(tasks, schema, model_version)
+    # Retrieving again with the same model version adds nothing (LS skips predicted tasks).
+    label_studio.retrieve_predictions(project["id"])
+    assert sum(len(t["predictions"]) for t in label_studio.tasks(project["id"])) == len(tasks)
+
+
+def _assert_one_valid_prediction_each(tasks: list[dict], schema, model_version: str) -> None:
+    classes = {s.name: set(s.classes) for s in schema.labels}
     assert tasks
     for task in tasks:
-        assert len(task["predictions"]) == 1, f"task {task['id']} ({route}): {task['predictions']}"
+        assert len(task["predictions"]) == 1, f"task {task['id']}: {task['predictions']}"
         prediction = task["predictions"][0]
-        assert prediction["model_version"] == MODEL_VERSION
+        assert prediction["model_version"] == model_version
         assert 0.0 <= prediction["score"] <= 1.0
-        answered = {}
+        answered = set()
         for item in prediction["result"]:
             assert (item["to_name"], item["type"]) == (schema.object_name, "choices")
             (choice,) = item["value"]["choices"]
             assert choice in classes[item["from_name"]], item
-            answered[item["from_name"]] = choice
+            answered.add(item["from_name"])
         assert answered, f"task {task['id']}: prediction without any label"
-    # Retrieving again with the same model version adds nothing (LS skips predicted tasks).
+
+
+def test_a_model_trained_on_the_export_pre_annotates_the_project(
+        label_studio, project, recordings, document_root, start_backend, schema, tmp_path):
+    """The whole loop: LS export -> training.fit -> backend.models add -> predictions in LS."""
+    run, models = tmp_path / "run", tmp_path / "models"
+    fit = [sys.executable, "-m", "training.fit", "--export", str(recordings / "export.json"),
+           "--data-root", str(document_root), "--out", str(run), "--frames", "3", "--image-size", "32",
+           "--width", "0.25", "--epochs-per-step", "1", "--steps", "1", "--threads", "1", "--no-progress"]
+    subprocess.run(fit, cwd=REPO_ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "backend.models", "--model-dir", str(models), "add",
+                    str(run / "model.onnx"), "--version", "e2e-trained", "--use"],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    backend_url = start_backend({"MODEL_DIR": str(models), "LOCAL_FILES_DOCUMENT_ROOT": str(document_root)})
+    label_studio.connect_ml_backend(project["id"], backend_url)
     label_studio.retrieve_predictions(project["id"])
-    assert sum(len(t["predictions"]) for t in label_studio.tasks(project["id"])) == len(tasks)
+    _assert_one_valid_prediction_each(label_studio.tasks(project["id"]), schema, "e2e-trained")
 
 
 def test_a_task_whose_frames_are_missing_gets_no_prediction(

@@ -42,4 +42,5 @@ def select_rotation_frames(
     scores = torch.where(real, scores, torch.full_like(scores, -1.0))
     idx = scores.topk(k, dim=1).indices  # [B, k]
     keep = real.gather(1, idx)
-    return frames[torch.arange(frames.shape[0], device=frames.device).unsqueeze(1).expand_as(idx)[keep], idx[keep]]
+    rows = torch.arange(frames.shape[0], device=frames.device).unsqueeze(1).expand_as(idx)
+    return frames[rows[keep], idx[keep]]

@@ -1,0 +1,102 @@
+"""`python -m training.fit` end to end on tiny generated recordings (CI smoke), and fit() in STL mode."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import DataConfig, FitConfig, ModelConfig, RecipeConfig
+from training.fit import fit, load_model
+from training.onnx_runner import OnnxRecordingModel
+from training.schema import load_label_config
+from training.synthetic import generate
+
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+TWO_LABELS = """<View><Image name="frames" valueList="$frames"/>
+<Choices name="car_recording" toName="frames" choice="single"><Choice value="In Car"/><Choice value="In Lab"/></Choices>
+<Choices name="wearing_face_mask" toName="frames" choice="single">
+<Choice value="Wears Face Mask"/><Choice value="Wears No Face Mask"/></Choices></View>"""
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate(root / "syn", recordings=24, subjects=8, frames=3, size=32, label_fraction=0.6, seed=3)
+    return root
+
+
+def _val_batch(run: Path, generated: Path, n_frames: int, size: int):
+    """Preprocessed frames of the first validation recordings, as the dataset cache holds them."""
+    from training.dataset import RecordingDataset, load_recordings
+    from training.export_reader import read_export
+
+    schema = load_label_config()
+    recs = read_export(generated / "syn" / "export.json", schema).recordings
+    val = set(json.loads((run / "split.json").read_text())["recordings"]["val"])
+    fetch = lambda ref: (generated / ref.split("?d=", 1)[1]).read_bytes()
+    store = load_recordings([r for r in recs if r.recording_id in val][:3], schema,
+                            DataConfig(frames=n_frames, image_size=size), fetch, None, progress=False)
+    ds = RecordingDataset(store, range(len(store.recording_ids)), store.labels, n_frames)
+    return torch.stack([ds[i][0] for i in range(len(ds))]), torch.stack([ds[i][1] for i in range(len(ds))])
+
+
+def test_cli_smoke_run_writes_every_artifact_within_a_minute(generated, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if JEMALLOC.exists():
+        env["LD_PRELOAD"] = str(JEMALLOC)
+    cmd = [sys.executable, "-m", "training.fit", "--export", str(generated / "syn" / "export.json"),
+           "--data-root", str(generated), "--out", str(run), "--frames", "3", "--image-size", "32",
+           "--epochs-per-step", "1", "--batch-size", "4", "--threads", "1", "--no-progress"]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    wall = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"\nsmoke run: {wall:.1f} s\n{proc.stdout}")
+    assert wall < 60
+    for name in ("config.json", "split.json", "log.jsonl", "metrics.json", "model.pt", "model.onnx", "report.html"):
+        assert (run / name).is_file(), name
+    cfg = FitConfig.from_json((run / "config.json").read_text())
+    assert cfg.data.image_size == 32 and cfg.recipe.steps == (1, 2, 3)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["steps"]) == {"1", "2", "3"} and metrics["val"] == metrics["steps"]["3"]["val"]
+    names = list(load_label_config().names)
+    assert list(metrics["test"]["labels"]) == names and "mean_balanced_accuracy" in metrics["test"]
+    assert set(metrics["temperatures"]) == set(names) and metrics["untrained"] == []
+    split = json.loads((run / "split.json").read_text())["recordings"]
+    assert not set(split["train"]) & (set(split["val"]) | set(split["test"]))
+
+    frames, mask = _val_batch(run, generated, 3, 32)
+    torch_logits = {k: v.detach().numpy() for k, v in load_model(run / "model.pt")(frames, mask).items()}
+    onnx = OnnxRecordingModel(run / "model.onnx")
+    assert onnx.meta["temperatures"] == metrics["temperatures"] and onnx.meta["untrained"] == []
+    assert onnx.frames == 3 and onnx.image_size == 32 and onnx.meta["mode"] == "mtl"
+    for k, v in onnx.predict_logits(frames.numpy(), mask.numpy()).items():
+        np.testing.assert_allclose(v, torch_logits[k], atol=1e-4)
+
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        fit(FitConfig.from_json((run / "config.json").read_text()))
+    with pytest.raises(ValueError, match="differs .* in \\['recipe'\\]"):
+        fit(FitConfig.from_dict({**cfg.to_dict(), "recipe": {**cfg.to_dict()["recipe"], "seed": 9}}), resume=True)
+
+
+def test_stl_mode_trains_one_model_per_label_and_marks_unlabelled_heads(generated, tmp_path):
+    config = tmp_path / "labels.xml"
+    config.write_text(TWO_LABELS.replace('name="wearing_face_mask"', 'name="not_in_export"'))
+    cfg = FitConfig(export=str(generated / "syn" / "export.json"), out=str(tmp_path / "stl"), label_config=str(config),
+                    data_root=str(generated), data=DataConfig(frames=3, image_size=32, cache_dir=str(tmp_path / "c")),
+                    model=ModelConfig(mode="stl", hidden=16),
+                    recipe=RecipeConfig(steps=(1, 3), epochs_per_step=1, batch_size=4, num_threads=1, progress=False))
+    run = fit(cfg)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["untrained"] == ["not_in_export"] and set(metrics["steps"]) == {"1", "3"}
+    assert metrics["temperatures"]["not_in_export"] == 1.0
+    assert (run / "checkpoints" / "00" / "step3_epoch1.pt").is_file() and not (run / "checkpoints" / "01").exists()
+    model = load_model(run / "model.pt")
+    assert type(model).__name__ == "StlEnsemble" and model.head_names == ("car_recording", "not_in_export")
+    assert OnnxRecordingModel(run / "model.onnx").meta["untrained"] == ["not_in_export"]
