@@ -11,7 +11,7 @@ import secrets
 import time
 from typing import Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from backend import metrics

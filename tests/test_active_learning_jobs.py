@@ -1,5 +1,6 @@
 """Jobs end to end with the fake steps: local worker processes, promotion gate, and the faults."""
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -99,7 +100,7 @@ def test_local_jobs_promote_warm_start_and_gate_on_tolerance(tmp_path, ls, env, 
     second = wait_for_state(settings)["last_result"]
     assert second["job_id"] != first["job_id"] and second["promoted"] and second["warm_start"], second
     request = (Path(settings.model_dir) / "active_learning/projects/1/jobs" / second["job_id"] / "run/request.json")
-    request = __import__("json").loads(request.read_text())
+    request = json.loads(request.read_text())
     first_artifacts = artifacts_dir(settings.model_dir, first["version"])
     assert request["split"] == str(first_artifacts / "split.json")  # same validation subjects
     assert request["init_from"] == str(first_artifacts / "model.pt") and request["epochs_per_step"] == "2"

@@ -3,7 +3,6 @@ a full first model, then a warm-started second one scored on the same validation
 import importlib.util
 import json
 import time
-from pathlib import Path
 
 import pytest
 

@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,16 +23,29 @@ from training.trainer import softmax
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
 
 
+def _run(cmd, env, timeout):
+    """Run cmd in its own process group; on timeout kill the whole group (torchrun's workers too)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout} s:\n{out[-2000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 @pytest.mark.skipif(not Path(TORCHRUN).exists(), reason="torchrun is not installed")
 def test_two_process_training_writes_one_run_with_gathered_metrics(tmp_path):
     generate(tmp_path / "syn", recordings=20, subjects=10, frames=2, size=32, label_fraction=0.7, seed=4)
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [TORCHRUN, "--nproc_per_node", "2", "--master_port", "0", "-m", "training.fit",
+    cmd = [TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "training.fit",
            "--export", str(tmp_path / "syn" / "export.json"), "--data-root", str(tmp_path), "--out", str(run),
            "--frames", "2", "--image-size", "32", "--epochs-per-step", "1", "--steps", "1", "--batch-size", "4",
            "--threads", "1", "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = _run(cmd, env, timeout=150)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     for name in ("config.json", "split.json", "metrics.json", "model.pt", "model.onnx", "report.html"):
         assert (run / name).is_file(), name
