@@ -15,6 +15,7 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from backend import metrics
+from backend.active_learning import WebhookError, recover_on_startup, training_status
 from backend.log_redaction import configure_logging
 from backend.ml_base import MLBase
 from backend.recording_model import RecordingBackend
@@ -47,6 +48,10 @@ def create_app(settings: Settings | None = None, model: MLBase | None = None) ->
     configure_logging(settings.log_level, settings.secrets())
     model = model or RecordingBackend(settings)
     app = FastAPI(title="recmeta ML backend", docs_url=None, redoc_url=None)
+    # every worker: a job whose process died with a previous backend is recovered or marked failed
+    for project, outcome in recover_on_startup(settings).items():
+        if outcome != "idle":
+            log.info("training job of project %s after restart: %s", project, outcome)
     registry = ModelRegistry(settings.model_dir)
     app.state.model = model
     auth = [Depends(basic_auth_dependency(settings))]
@@ -82,8 +87,15 @@ def create_app(settings: Settings | None = None, model: MLBase | None = None) ->
         event = body.get("action") if isinstance(body, dict) else None
         if not event:
             raise HTTPException(422, "webhook body needs an 'action'")
-        model.fit(event, body)
-        return {"status": "ok"}
+        try:
+            return model.fit(event, body) or {"status": "ok"}
+        except WebhookError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    @app.get("/training", dependencies=auth)
+    def training() -> dict:
+        """Active-learning status: state, progress, last result and why it was (not) promoted."""
+        return training_status(settings)
 
     @app.api_route("/versions", methods=["GET", "POST"], dependencies=auth)
     def versions() -> dict:

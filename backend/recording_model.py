@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from backend import metrics
+from backend.active_learning import handle_webhook, training_status
 from backend.live_model import LiveModel, LoadedModel
 from backend.log_redaction import redactor
 from backend.ml_base import MLBase
@@ -63,6 +64,13 @@ class RecordingBackend(MLBase):
     @property
     def model_version(self) -> str | None:
         return self.live.current_version()
+
+    # --- /webhook: active learning; queues a job, never trains in the request ---
+    def fit(self, event: str, data: dict, **kwargs: Any) -> dict:
+        return handle_webhook(data, self.settings)
+
+    def health(self) -> dict:
+        return {"training": training_status(self.settings)["state"]}
 
     # --- /predict ---
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:

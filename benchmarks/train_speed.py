@@ -6,7 +6,8 @@ backwards, BatchNorm statistics frozen); rotation prediction on ``--rotation-fra
 frames per recording, each rotated 4 ways (1 by default: all 10 would add 4× the supervised
 forward); Adam. The supervised step is clean forward + masked cross-entropy + Adam.
 
-Each (allocator, image size, memory format) runs in its own subprocess so that its peak RSS
+Supervised and S4L steps alternate and each figure is the median step. Each (allocator, image
+size, memory format) runs in its own subprocess so that its peak RSS
 (``getrusage``) is its own; the parent runs every configuration with jemalloc preloaded and with
 glibc's default allocator (channels_last only unless ``--glibc-all``, to stay under ~4 minutes)
 and prints one table. The machine is shared: read figures as ±30 %.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -79,16 +81,21 @@ def _measure(cfg: BenchConfig) -> dict:
         rot = rotation_loss(model.rotation_logits(images), rot_targets)
         return 0.3 * sup + 0.3 * ent + 0.3 * vat + rot
 
-    def rec_per_s(loss_fn) -> float:
-        for i in range(cfg.warmup + cfg.steps):
-            if i == cfg.warmup:
-                start = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss_fn().backward()
-            opt.step()
-        return cfg.batch * cfg.steps / (time.perf_counter() - start)
+    def step_seconds(loss_fn) -> float:
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+        return time.perf_counter() - start
 
-    sup, full = rec_per_s(supervised), rec_per_s(s4l)
+    # Alternating the two kinds of step makes a change in the machine's load hit both alike.
+    times: dict = {supervised: [], s4l: []}
+    for i in range(cfg.warmup + cfg.steps):
+        for loss_fn, seconds in times.items():
+            t = step_seconds(loss_fn)
+            if i >= cfg.warmup:
+                seconds.append(t)
+    sup, full = (cfg.batch / statistics.median(times[f]) for f in (supervised, s4l))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     return {"supervised_rec_s": sup, "s4l_rec_s": full, "s4l_cost_x": sup / full, "peak_rss_mb": peak_mb}
 

@@ -39,7 +39,7 @@ def sample(name: str, **labels) -> float:
 def test_health_and_setup_before_any_model(tmp_path):
     client = TestClient(create_app(backend_settings(tmp_path)))
     health = client.get("/health").json()
-    assert health == {"status": "UP", "model_class": "RecordingBackend", "model_version": None}
+    assert health == {"status": "UP", "model_class": "RecordingBackend", "model_version": None, "training": "idle"}
     assert client.post("/setup", json=ls_fixture("setup_request.json")).json() == {"model_version": NO_MODEL_VERSION}
     answer = client.post("/predict", json=ls_fixture("predict_request_batch5.json")).json()
     assert len(answer["results"]) == 5 and all("result" not in r for r in answer["results"])
@@ -151,3 +151,12 @@ def test_metrics_exposes_counters_and_latency(served, tmp_path):
     assert "recmeta_frames_fetched_total" in text and 'recmeta_tasks_failed_total{reason="frame_unavailable"}' in text
     assert sample("recmeta_predictions_total") == before[0] + 3
     assert sample("recmeta_predict_seconds_count") == before[1] + 1
+
+
+def test_webhook_reaches_active_learning_and_training_status_is_served(tmp_path):
+    client = TestClient(create_app(backend_settings(tmp_path)))
+    answer = client.post("/webhook", json=ls_fixture("webhook_ANNOTATION_CREATED.json")).json()
+    assert answer["status"] == "counted"  # one annotation: below RETRAIN_EVERY, no job
+    status = client.get("/training").json()
+    assert status["state"] == "idle"
+    assert client.get("/health").json()["training"] == "idle"

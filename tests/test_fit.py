@@ -100,3 +100,36 @@ def test_stl_mode_trains_one_model_per_label_and_marks_unlabelled_heads(generate
     model = load_model(run / "model.pt")
     assert type(model).__name__ == "StlEnsemble" and model.head_names == ("car_recording", "not_in_export")
     assert OnnxRecordingModel(run / "model.onnx").meta["untrained"] == ["not_in_export"]
+
+
+def test_init_from_matches_heads_by_label_name(tmp_path):
+    from training.fit import _init_weights, _warm_start, build_model
+    from training.models.recording_model import StlEnsemble
+    from training.schema import LabelSchema
+
+    schema = load_label_config()
+    small = ModelConfig(hidden=16)
+    torch.manual_seed(0)
+    source = build_model(schema, small, 2)
+    cfg = FitConfig(export="-", out="-", data=DataConfig(frames=2), model=small)
+    torch.save({"state_dict": source.state_dict(), "config": cfg.to_dict(), "schema": schema.to_dict()}, tmp_path / "m.pt")
+    # a reordered config with one new label: heads follow their names, the new one stays fresh
+    picked = (schema["wearing_face_mask"], schema["gender"])
+    new = LabelSchema(picked + (type(picked[0])("brand_new", ("a", "b")),))
+    target = build_model(new, small, 2)
+    fresh_head = target.heads[2].weight.clone()
+    _init_weights(target, _warm_start(str(tmp_path / "m.pt")), lambda *a: None)
+    idx = {n: i for i, n in enumerate(schema.names)}
+    assert torch.equal(target.heads[0].weight, source.heads[idx["wearing_face_mask"]].weight)
+    assert torch.equal(target.heads[1].weight, source.heads[idx["gender"]].weight)
+    assert torch.equal(target.heads[2].weight, fresh_head)
+    assert torch.equal(target.encoder.state_dict()["features.0.0.weight"], source.encoder.state_dict()["features.0.0.weight"])
+    # an STL ensemble as source: each label's own backbone and head
+    ens = StlEnsemble({s.name: build_model(LabelSchema((s,)), small, 2) for s in picked})
+    stl_cfg = FitConfig(export="-", out="-", data=DataConfig(frames=2), model=ModelConfig(mode="stl", hidden=16))
+    torch.save({"state_dict": ens.state_dict(), "config": stl_cfg.to_dict(), "schema": LabelSchema(picked).to_dict()},
+               tmp_path / "stl.pt")
+    one = build_model(LabelSchema((picked[1],)), small, 2)
+    _init_weights(one, _warm_start(str(tmp_path / "stl.pt")), lambda *a: None)
+    for k, v in ens.models[1].state_dict().items():
+        assert torch.equal(one.state_dict()[k], v), k

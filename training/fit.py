@@ -52,13 +52,43 @@ def _empty_model(schema: LabelSchema, cfg: FitConfig) -> torch.nn.Module:
     return StlEnsemble({s.name: build_model(LabelSchema((s,)), cfg.model, cfg.data.frames) for s in schema.labels})
 
 
-def _init_weights(model: torch.nn.Module, path: str) -> list[str]:
-    """Copy the tensors of a previous model.pt whose names and shapes match; return the skipped ones."""
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+def _warm_start(path: str):
+    """A previous model.pt as (backbones {label: state}, heads {label: state}), keyed by label name.
+
+    Heads are matched by label NAME, never by position, so a changed labeling config (labels added,
+    removed or reordered) cannot hand one label's head to another."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    names = [spec["name"] for spec in blob["schema"]["labels"]]
+    state = blob["state_dict"]
+    if blob["config"]["model"]["mode"] == "stl":
+        parts = {n: _strip(state, f"models.{i}.") for i, n in enumerate(names)}
+        return ({n: _without_heads(p) for n, p in parts.items()},
+                {n: _strip(p, "heads.0.") for n, p in parts.items()})
+    shared = _without_heads(state)
+    return {n: shared for n in names}, {n: _strip(state, f"heads.{i}.") for i, n in enumerate(names)}
+
+
+def _strip(state: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _without_heads(state: dict) -> dict:
+    return {k: v for k, v in state.items() if not k.startswith("heads.")}
+
+
+def _init_weights(model: RecordingModel, warm, say) -> None:
+    """Copy the warm-start tensors whose names and shapes fit `model`; say what was left out."""
+    backbones, heads = warm
+    source = next((backbones[n] for n in model.head_names if n in backbones), next(iter(backbones.values())))
+    wanted = dict(source)
+    for i, name in enumerate(model.head_names):
+        wanted.update({f"heads.{i}.{k}": v for k, v in heads.get(name, {}).items()})
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    usable = {k: v for k, v in wanted.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(usable, strict=False)
-    return sorted(set(own) - set(usable))
+    new_heads = [n for n in model.head_names if n not in heads]
+    say(f"init-from: {len(usable)} of {len(own)} tensors copied"
+        + (f"; new heads {new_heads} start fresh" if new_heads else ""))
 
 
 def jemalloc_loaded() -> bool:
@@ -80,9 +110,11 @@ def fit(cfg: FitConfig, *, resume: bool = False) -> Path:
 def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     started = time.perf_counter()
     run = Path(cfg.out)
-    say = print if ctx.is_main else (lambda *a, **k: None)
+    say = _say(ctx)
     if cfg.recipe.num_threads:
         torch.set_num_threads(cfg.recipe.num_threads)
+    torch.backends.cudnn.benchmark = False  # deterministic where it is cheap (GPU runs)
+    torch.backends.cudnn.deterministic = True
     if not jemalloc_loaded():
         say("warning: jemalloc is not preloaded; CPU training runs ~3x slower with glibc malloc "
             "(LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2)", file=sys.stderr)
@@ -129,10 +161,14 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     return run
 
 
+def _say(ctx: DistContext):
+    return print if ctx.is_main else (lambda *a, **k: None)
+
+
 def _fit_mtl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
     model = build_model(data.schema, cfg.model, cfg.data.frames)
     if cfg.init_from:
-        _init_weights(model, cfg.init_from)
+        _init_weights(model, _warm_start(cfg.init_from), _say(ctx))
     result = run_recipe(model, data, cfg, ckpt_dir, log, ctx, resume=resume)
     step_logits = {s: {"val": r["val_logits"], "test": r["test_logits"], "best_epoch": r["best_epoch"],
                        "wall_s": r["wall_s"]} for s, r in result.steps.items()}
@@ -142,11 +178,14 @@ def _fit_mtl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
 def _fit_stl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
     """One model per label (thesis' single-task models), each through the whole recipe."""
     models, step_logits, untrained = {}, {}, []
+    warm = _warm_start(cfg.init_from) if cfg.init_from else None
     for col, spec in enumerate(data.schema.labels):
         sub = LabelSchema((spec,), data.schema.object_name, data.schema.value_key)
         sub_data = replace(data, schema=sub, train_targets=data.train_targets[:, [col]], truth=data.truth[:, [col]])
         torch.manual_seed(cfg.recipe.seed + col)
         model = build_model(sub, cfg.model, cfg.data.frames)
+        if warm is not None:
+            _init_weights(model, warm, _say(ctx))
         if not trained_heads(sub_data):
             untrained.append(spec.name)  # nothing to learn from: an untrained model, marked as such
             results = {s: {"val_logits": _logits(model, data, "val_rows", cfg, ctx),

@@ -5,7 +5,9 @@ decay restarts. Step 2: the best step-1 epoch (validation mean balanced accuracy
 every missing label (pseudo_labels.py), then step 1's training again on true + pseudo labels,
 continuing from the best step-1 weights. Step 3: fine-tune on true labels only, supervised loss
 only, lr 5e-4 decaying to 1/10. Each step starts a fresh Adam and cosine cycle from the best
-weights of the step before; the final model is the best epoch of the last step run.
+weights of the step before; the final model is the best epoch of the last step run. A run whose
+steps do not start with 1 (e.g. `--steps 2,3 --init-from model.pt`) pseudo-labels with the model
+it starts from.
 
 Every epoch is checkpointed (RUN/checkpoints/step{s}_epoch{e}.pt); `resume=True` continues after
 the newest one. Each epoch reseeds from (seed, step, epoch), so a resumed run repeats the
