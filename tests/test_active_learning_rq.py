@@ -60,7 +60,8 @@ def test_jobs_run_on_an_rq_worker(tmp_path, redis_url, ls, monkeypatch):
     settings = Settings(model_dir=tmp_path / "models", label_studio_url=ls.url,
                         label_studio_api_key="fake-legacy-token")
     answer = handle_webhook(recorded("webhook_START_TRAINING.json"), settings)
-    assert answer["status"] == "started" and answer["state"] == "queued" and answer["job"]["runner"] == "rq"
+    assert answer["status"] == "started" and answer["training"]["state"] == "queued"
+    assert answer["training"]["job"]["runner"] == "rq" and answer["job"] == answer["training"]["job"]["job_id"]
     assert handle_webhook(recorded("webhook_START_TRAINING.json"), settings)["status"] == "absorbed"
 
     connection = Redis.from_url(redis_url)
@@ -80,4 +81,5 @@ def test_unreachable_redis_fails_the_job_at_once(tmp_path, monkeypatch):
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     settings = Settings(model_dir=tmp_path / "models", label_studio_url="http://127.0.0.1:9", label_studio_api_key="k")
     answer = handle_webhook(recorded("webhook_START_TRAINING.json"), settings)
-    assert answer["state"] == "failed" and "could not launch the job" in answer["last_result"]["error"]
+    assert answer["training"]["state"] == "failed"
+    assert "could not launch the job" in answer["training"]["last_result"]["error"]

@@ -46,9 +46,11 @@ def test_annotation_changes_start_a_job_every_n(settings, launches):
               {"action": "ANNOTATION_DELETED", "project": 1}]  # a body without `annotation`
     answers = [handle_webhook(b, settings) for b in bodies]
     assert [a["status"] for a in answers] == ["counted", "counted", "started"]
-    assert answers[1]["changes_since_model"] == 2 and answers[2]["changes_since_model"] == 0
+    assert answers[1]["training"]["changes_since_model"] == 2
+    assert answers[2]["training"]["changes_since_model"] == 0
     assert len(launched(launches)) == 1
-    assert answers[2]["state"] == "queued"  # launched, no worker has taken it yet
+    assert answers[2]["training"]["state"] == "queued"  # launched, no worker has taken it yet
+    assert isinstance(answers[2]["job"], str) and answers[0]["job"] is None  # LS stores it as its job id
     # the webhook's labeling config is kept for the job's --label-config
     stored = Path(settings.model_dir) / "active_learning/projects/1"
     assert (stored / "label_config.xml").read_text() == bodies[0]["project"]["label_config"]
@@ -73,9 +75,9 @@ def test_requests_absorbed_until_export_starts_then_one_queued(settings, launche
         store.heartbeat_path(state["running"]["job_id"]).touch()
     assert handle_webhook(start, settings)["status"] == "queued"
     answer = handle_webhook(start, settings)
-    assert answer["status"] == "coalesced" and answer["state"] == "running"
+    assert answer["status"] == "coalesced" and answer["training"]["state"] == "running"
     assert len(launched(launches)) == 1
-    assert answer["queued_job"]["reasons"] == ["START_TRAINING", "START_TRAINING"]
+    assert answer["training"]["queued_job"]["reasons"] == ["START_TRAINING", "START_TRAINING"]
 
 
 def _hit(cfg_fields, log, barrier, results):

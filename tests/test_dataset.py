@@ -102,6 +102,8 @@ def test_load_reports_broken_recordings_and_stores_exact_preprocessed_frames(tmp
     again = load_recordings(_recs()[:2], SCHEMA, cfg, fetch, tmp_path, progress=False)
     assert fetch.calls == calls  # served from the on-disk cache
     np.testing.assert_array_equal(again.frames[0], store.frames[0])
+    load_recordings(_recs()[:1], SCHEMA, cfg, fetch, tmp_path, source="elsewhere", progress=False)
+    assert fetch.calls == calls + 6  # another source: the same refs are other files
 
 
 def test_standardised_frames_are_cached_as_float16(tmp_path):

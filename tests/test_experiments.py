@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from training import evaluate, experiments
-from training.experiments import ABLATED_WEIGHT, Arm, BENCHES, plan
+from training.experiments import ABLATIONS, PROBES, S4L_ARMS, Arm, BENCHES, plan
 from training.synthetic import generate
 
 torch.set_num_threads(1)
@@ -22,12 +22,11 @@ def test_plan_pairs_both_arms_on_the_same_fractions_and_seeds():
     for f in experiments.FRACTIONS:
         for s in (0, 1, 2):
             assert {a.recipe for a in runs if (a.fraction, a.seed, a.mode, a.kind) == (f, s, "mtl", "multi")} >= {"supervised", "s4l"}
-    assert {a.recipe for a in runs if a.fraction == 0.3} >= set(ABLATED_WEIGHT)
+    assert {a.recipe for a in runs if a.fraction == 0.3} >= {*ABLATIONS, *PROBES}
     assert {(a.mode, a.kind) for a in runs} == {("mtl", "multi"), ("stl", "multi"), ("mtl", "single")}
     assert {(a.mode, a.kind) for a in plan("facemask", (0,))} == {("mtl", "multi")}  # one label, one frame
-    # the bar's runs (10 % and 30 %) come first
-    first_late = next(i for i, a in enumerate(runs) if a.fraction == 1.0)
-    assert all(a.fraction < 1.0 for a in runs[:first_late]) and first_late == 2 * 2 * 3
+    # the bar's runs (10 % and 30 %, both arms) come first
+    assert {(a.recipe, a.fraction) for a in runs[:12]} == {(r, f) for r in ("supervised", "s4l") for f in (0.1, 0.3)}
 
 
 def test_fit_config_of_each_arm(tmp_path):
@@ -39,9 +38,12 @@ def test_fit_config_of_each_arm(tmp_path):
     # supervised only: step 1's optimiser schedule, as many epochs as the three S4L steps
     assert sup.recipe.finetune_lr == full.recipe.lr and sup.recipe.finetune_min_lr_fraction == full.recipe.min_lr_fraction
     assert sup.recipe.epochs_per_step == 3 * full.recipe.epochs_per_step
-    for r, weight in ABLATED_WEIGHT.items():
-        changed = {k for k, v in vars(cfg[r].loss).items() if v != vars(full.loss)[k]}
-        assert changed == {weight} and getattr(cfg[r].loss, weight) == 0.0
+    for r, (loss_changes, recipe_changes) in S4L_ARMS.items():  # exactly the named change, nothing else
+        for part, changes in (("loss", loss_changes), ("recipe", recipe_changes)):
+            mine, ref = vars(getattr(cfg[r], part)), vars(getattr(full, part))
+            assert {k: v for k, v in mine.items() if v != ref[k]} == changes
+    for r in ABLATIONS:
+        assert sum(v == 0.0 for k, v in vars(cfg[r].loss).items() if k.endswith("_weight")) == 1
     for c in cfg.values():  # same labels and subjects for every arm of a seed
         assert (c.data.label_fraction, c.data.label_fraction_seed, c.recipe.seed, c.split) == (0.3, 2, 2, str(tmp_path / "split.json"))
 
@@ -63,7 +65,7 @@ def grid(tmp_path_factory):
     only = {"supervised-mtl-multi-f030-s0", "s4l-mtl-multi-f030-s0"}
     summaries = experiments.run_bench("nuaa", out, work, (0,), True, only, 1, root)
     doc = out / "results.md"
-    experiments.write_doc(out, doc)
+    experiments.write_doc(out, doc, data_root=root)
     return root, out, work, summaries, doc
 
 
@@ -111,6 +113,23 @@ def test_doc_has_tables_plots_and_commands(grid):
     assert (out / "nuaa" / "label_budget.png").stat().st_size > 0 and (out / "nuaa" / "reliability.png").stat().st_size > 0
     # a hand-written preface survives a rewrite
     doc.write_text("# Results\nanalysis\n" + experiments.DOC_MARKER + "old tables\n")
-    experiments.main(["--out", str(out), "--doc", str(doc), "--doc-only"])
+    experiments.main(["--out", str(out), "--doc", str(doc), "--doc-only", "--data-root", str(grid[0])])
     new = doc.read_text()
     assert new.startswith("# Results\nanalysis\n" + experiments.DOC_MARKER) and "old tables" not in new
+
+
+def test_training_label_counts_follow_the_export_and_the_fraction(grid):
+    root, out, _, _, _ = grid
+    paths = experiments.bench_paths("nuaa", root)
+    split = json.loads((out / "nuaa" / "split.json").read_text())
+    schema = experiments.load_label_config(paths["label_config"])
+    train = set(split["recordings"]["train"])
+    recordings = [r for r in experiments.read_export(paths["export"], schema).recordings if r.recording_id in train]
+    full = experiments.training_label_counts(paths, split, 1.0, 0)
+    part = experiments.training_label_counts(paths, split, 0.3, 1)
+    for spec in schema.labels:
+        expected = [sum(r.labels.get(spec.name) == c for r in recordings) for c in spec.classes]
+        assert full[spec.name] == expected
+        assert all(p <= f for p, f in zip(part[spec.name], expected))
+        total = sum(expected)
+        assert sum(part[spec.name]) == (max(1, round(0.3 * total)) if total else 0)

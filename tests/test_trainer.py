@@ -110,6 +110,9 @@ def test_resume_repeats_the_uninterrupted_run_and_pseudo_labels_fill_only_gaps(t
         have = train_labels[:, i] >= 0
         assert filled[name] == (int((~have).sum()) if have.any() else 0)
     assert {(e["step"], e["epoch"]) for e in log if e["phase"] == "val"} == {(s, e) for s in (1, 2, 3) for e in (1, 2)}
+    lr = {(e["step"], e["epoch"]): e["lr"] for e in log if e["phase"] == "train"}  # last batch's rate
+    assert lr[(1, 2)] < lr[(1, 1)] <= 1e-3 and lr[(2, 2)] < lr[(2, 1)] <= 1e-3  # cosine from 1e-3 per step
+    assert 5e-5 <= lr[(3, 2)] < lr[(3, 1)] <= 5e-4  # step 3: 5e-4 decaying towards 5e-5
 
 
 def test_only_clean_and_rotation_forwards_move_batchnorm_statistics(tmp_path):

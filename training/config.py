@@ -23,6 +23,13 @@ class DataConfig:
     label_fraction: float = 1.0  # experiments: keep this fraction of each label's training annotations
     label_fraction_seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.max_preload_frames < self.frames:
+            raise ValueError(f"data.frames must be >= 1 and <= data.max_preload_frames; got {self.frames}, "
+                             f"{self.max_preload_frames}")
+        if not 0.0 <= self.label_fraction <= 1.0:
+            raise ValueError(f"data.label_fraction must be in [0, 1]; got {self.label_fraction}")
+
 
 @dataclass(frozen=True)
 class ModelConfig:

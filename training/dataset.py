@@ -102,9 +102,14 @@ def load_recordings(
     fetch: Callable[[str], bytes],
     cache_dir: Path | None,
     *,
+    source: str = "",
     progress: bool = True,
 ) -> RecordingStore:
-    """Preload (or read from cache) the frames of `recordings`; report and skip broken ones."""
+    """Preload (or read from cache) the frames of `recordings`; report and skip broken ones.
+
+    Cache entries are keyed by the frame refs, the preprocessing and `source` (what the refs are
+    relative to, e.g. the document root): files changed behind an unchanged ref need a fresh cache.
+    """
     pre = PreprocessConfig(image_size=cfg.image_size, standardize=cfg.standardize, mean=cfg.mean, std=cfg.std)
     labels = label_matrix(recordings, schema)
     kept, frames, broken = [], [], []
@@ -115,7 +120,7 @@ def load_recordings(
             continue
         refs = [refs[i] for i in pick_frame_indices(len(refs), min(len(refs), cfg.max_preload_frames))]
         try:
-            frames.append(_cached_frames(refs, pre, fetch, cache_dir))
+            frames.append(_cached_frames(refs, pre, fetch, cache_dir, source))
         except FrameLoadError as exc:  # loses this recording only; the caller reports `broken`
             broken.append(BrokenRecording(rec.recording_id, str(exc)))
             continue
@@ -130,8 +135,8 @@ def load_recordings(
     )
 
 
-def _cached_frames(refs: list[str], pre: PreprocessConfig, fetch, cache_dir: Path | None) -> np.ndarray:
-    key = json.dumps([CACHE_FORMAT, refs, pre.image_size, pre.standardize, pre.mean, pre.std])
+def _cached_frames(refs: list[str], pre: PreprocessConfig, fetch, cache_dir: Path | None, source: str) -> np.ndarray:
+    key = json.dumps([CACHE_FORMAT, source, refs, pre.image_size, pre.standardize, pre.mean, pre.std])
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"

@@ -130,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="model.onnx written by training.onnx_export")
     ap.add_argument("--export", required=True, help="Label Studio JSON / JSON_MIN export (recordings, truth)")
-    ap.add_argument("--data-root", required=True, help="LOCAL_FILES_DOCUMENT_ROOT for /data/local-files/ URLs")
+    ap.add_argument("--data-root", help="LOCAL_FILES_DOCUMENT_ROOT for /data/local-files/ URLs (default: fetch "
+                    "them from --label-studio-url)")
     ap.add_argument("--label-config", help="labeling config of the export (default: the model's schema)")
     ap.add_argument("--split", help="split.json from training.split; score only one subset")
     ap.add_argument("--subset", default="test", help="split subset to score (default: test)")

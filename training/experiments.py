@@ -9,8 +9,7 @@ runs whose summary exists are skipped, so an interrupted grid continues where it
 
 Arms (see `ARMS`): "supervised" = supervised cross-entropy only (no VAT / EntMin / rotation /
 pseudo-labels), run as recipe step 3 alone with step 1's learning rate and as many epochs as the
-three S4L steps together; "s4l" = steps 1, 2, 3; "no_vat" / "no_entmin" / "no_rotation" = s4l with
-that loss weight 0.
+three S4L steps together; "s4l" = steps 1, 2, 3; `S4L_ARMS` = s4l with one change (ablations, probes).
 """
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from training.config import DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
+from training.dataset import label_matrix, subsample_labels
 from training.evaluate import load_recording, read_truth_csv
 from training.export_reader import read_export
 from training.frame_source import FrameFetcher, FrameSourceConfig
@@ -67,15 +67,27 @@ class Arm:
         return f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}"
 
 
-ABLATED_WEIGHT = {"no_vat": "vat_weight", "no_entmin": "entmin_weight", "no_rotation": "rotation_weight"}
-ARMS = ("supervised", "s4l", *ABLATED_WEIGHT)
+# S4L arms: (LossConfig changes, RecipeConfig changes) on top of the full recipe, one change each
+S4L_ARMS = {
+    "s4l": ({}, {}),
+    "no_vat": ({"vat_weight": 0.0}, {}),
+    "no_entmin": ({"entmin_weight": 0.0}, {}),
+    "no_rotation": ({"rotation_weight": 0.0}, {}),
+    # probes of why S4L does (not) beat supervised training (docs/results.md):
+    "vat_xi": ({"vat_xi": 0.1}, {}),  # losses/vat.py measured xi=1e-6 to be below float32 resolution
+    "sup_weight1": ({"supervised_weight": 1.0}, {}),  # CE 1.0 vs 3 x 0.3 unsupervised: labels lead
+    "pl_conf90": ({}, {"pseudo_label_threshold": 0.9}),  # step 2 keeps confident pseudo-labels only
+}
+ABLATIONS = ("no_vat", "no_entmin", "no_rotation")
+PROBES = ("vat_xi", "sup_weight1", "pl_conf90")
+ARMS = ("supervised", *S4L_ARMS)
 
 
 def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
     """Every run of a benchmark, most important first (label budget, ablations, MTL/STL, single/multi)."""
     runs = [Arm(r, f, s) for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]
+    runs += [Arm(r, 0.3, s) for s in seeds for r in (*ABLATIONS, *PROBES)]
     runs += [Arm(r, 1.0, s) for s in seeds for r in ("supervised", "s4l")]
-    runs += [Arm(r, 0.3, s) for s in seeds for r in ABLATED_WEIGHT]
     if bench == "nuaa":  # several labels and several frames: the thesis' tables 4.1-4.3
         runs += [Arm("supervised", 1.0, s, mode=m, kind=k) for s in seeds for m, k in (("stl", "multi"), ("mtl", "single"))]
     return runs
@@ -112,11 +124,10 @@ def make_split(bench: str, paths: dict, settings: BenchSettings) -> dict:
 def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path, run_dir: Path,
                threads: int) -> FitConfig:
     k = settings.epochs_per_step
-    loss = LossConfig()
-    if arm.recipe in ABLATED_WEIGHT:
-        loss = replace(loss, **{ABLATED_WEIGHT[arm.recipe]: 0.0})
+    loss_changes, recipe_changes = S4L_ARMS.get(arm.recipe, ({}, {}))
+    loss = replace(LossConfig(), **loss_changes)
     recipe = RecipeConfig(steps=(1, 2, 3), epochs_per_step=k, seed=arm.seed, batch_size=settings.batch_size,
-                          num_threads=threads, progress=False)
+                          num_threads=threads, progress=False, **recipe_changes)
     if arm.recipe == "supervised":  # step 3 alone = supervised CE without the unsupervised passes
         recipe = replace(recipe, steps=(3,), epochs_per_step=3 * k, finetune_lr=recipe.lr,
                          finetune_min_lr_fraction=recipe.min_lr_fraction)
@@ -275,6 +286,28 @@ def label_budget_section(bench: str, summaries: dict, out: Path) -> list[str]:
     return lines
 
 
+def training_label_counts(paths: dict, split: dict, fraction: float, seed: int) -> dict[str, list[int]]:
+    """Training annotations per class that a run with (fraction, seed) learns from, as training.fit selects them."""
+    schema = load_label_config(paths["label_config"])
+    recordings = read_export(paths["export"], schema).recordings  # read (and propagated) as training.fit reads it
+    index = {r.recording_id: i for i, r in enumerate(recordings)}
+    rows = [index[rid] for rid in split["recordings"]["train"] if rid in index]  # fit's row order
+    kept = subsample_labels(label_matrix(recordings, schema), rows, fraction, seed)[rows]
+    return {spec.name: np.bincount(kept[:, j][kept[:, j] >= 0], minlength=len(spec.classes)).tolist()
+            for j, spec in enumerate(schema.labels)}
+
+
+def label_counts_section(bench: str, paths: dict, split: dict, seeds: list[int]) -> list[str]:
+    schema = load_label_config(paths["label_config"])
+    lines = [f"Training labels per class ({bench}; classes in the order {', '.join(f'{s.name}: ' + '/'.join(s.classes) for s in schema.labels)}):",
+             "", "| labels kept | seed | " + " | ".join(schema.names) + " |", "|---|---|" + "---|" * len(schema.names)]
+    for f in FRACTIONS:
+        for seed in seeds:
+            counts = training_label_counts(paths, split, f, seed)
+            lines.append(f"| {round(f * 100)} % | {seed} | " + " | ".join("/".join(map(str, counts[n])) for n in schema.names) + " |")
+    return lines + [""]
+
+
 def _plot_curve(bench: str, curve: dict, path: Path) -> None:
     import matplotlib
 
@@ -300,7 +333,8 @@ def steps_section(bench: str, summaries: dict) -> list[str]:
     lines = [f"### Contribution of each step and of each unsupervised loss ({bench})", "",
              "Steps: the S4L runs' metrics.json `steps` (best epoch of each step), scored by training.fit on the "
              "test recordings' EXPORT annotations (partial; n per label below), not truth.csv. "
-             "Ablations: full recipe with one loss weight 0 at 30 % of the labels, scored on truth.csv.", "",
+             "Ablations and probes: full recipe with one change (see S4L_ARMS in training/experiments.py) at 30 % "
+             "of the labels, scored on truth.csv.", "",
              "| labels kept | after step 1 | after step 2 | after step 3 | step-3 model on truth.csv |", "|---|---|---|---|---|"]
     for f in FRACTIONS:
         runs = _group(summaries, "s4l", f)
@@ -308,7 +342,7 @@ def steps_section(bench: str, summaries: dict) -> list[str]:
         lines.append(f"| {round(f * 100)} % | " + " | ".join(cells) + f" | {_fmt(_mean_bal(runs))} |")
     lines += ["", "| arm (30 % of labels) | test mean balanced acc. % | Δ vs full S4L |", "|---|---|---|"]
     full = _mean_bal(_group(summaries, "s4l", 0.3))
-    for recipe in ("s4l", *ABLATED_WEIGHT):
+    for recipe in S4L_ARMS:
         vals = _mean_bal(_group(summaries, recipe, 0.3))
         delta = f"{100 * (spread(vals)[0] - spread(full)[0]):+.1f}" if vals and full and recipe != "s4l" else "-"
         lines.append(f"| {recipe} | {_fmt(vals)} | {delta} |")
@@ -340,7 +374,7 @@ def calibration_section(bench: str, summaries: dict, out: Path) -> list[str]:
              "ECE (15 equal-width bins of top-class confidence) of the test probabilities the ONNX model serves (fitted per-head "
              "temperatures) vs T = 1, mean over seeds, scored on truth.csv.", "",
              "| arm | label | T (mean) | ECE at T=1 | ECE served |", "|---|---|---|---|---|"]
-    for recipe, f in (("supervised", 1.0), ("s4l", 1.0), ("s4l", 0.3)):
+    for recipe, f in [(r, f) for f in reversed(FRACTIONS) for r in ("supervised", "s4l")]:
         runs = _group(summaries, recipe, f)
         if not runs:
             lines.append(f"| {recipe} {round(f * 100)} % | - | - | not run | not run |")
@@ -350,7 +384,8 @@ def calibration_section(bench: str, summaries: dict, out: Path) -> list[str]:
                        if s["test"]["calibration"][k][label]["ece"] is not None] for k in ("t1", "fitted")}
             t = np.mean([s["test"]["temperatures"][label] for s in runs])
             lines.append(f"| {recipe} {round(f * 100)} % | {label} | {t:.2f} | {_fmt(ece['t1'])} | {_fmt(ece['fitted'])} |")
-    runs = _group(summaries, "s4l", 1.0) or _group(summaries, "supervised", 1.0)
+    # the diagram: the S4L runs with the most labels that have completed
+    runs = next((g for f in reversed(FRACTIONS) for r in ("s4l", "supervised") if (g := _group(summaries, r, f))), [])
     if runs:
         _plot_reliability(bench, runs, out / bench / "reliability.png")
         lines += ["", f"![reliability {bench}]({bench}/reliability.png)", ""]
@@ -395,7 +430,7 @@ def runs_section(bench: str, summaries: dict) -> list[str]:
     return lines + [""]
 
 
-def write_doc(out: Path, doc: Path, preface: str = "") -> None:
+def write_doc(out: Path, doc: Path, preface: str = "", data_root: Path = DATA_ROOT) -> None:
     """docs/results.md from the summaries under `out` (whatever has completed; the rest is marked)."""
     lines = [preface] if preface else []
     for bench in BENCHES:
@@ -410,7 +445,11 @@ def write_doc(out: Path, doc: Path, preface: str = "") -> None:
                   "Split (subject-disjoint, training.split seed 0, shared by every run): " +
                   ", ".join(f"{k} {len(v)} subjects / {len(split['recordings'][k])} recordings" for k, v in split["subjects"].items()) +
                   (f". {split['note']}" if split.get("note") else "") + f"; {len(summaries)} runs completed.", ""]
-        lines += label_budget_section(bench, summaries, out) + steps_section(bench, summaries)
+        seeds = sorted({s["arm"]["seed"] for s in summaries.values()})
+        lines += label_budget_section(bench, summaries, out)
+        if bench_paths(bench, data_root)["export"].exists():
+            lines += label_counts_section(bench, bench_paths(bench, data_root), split, seeds)
+        lines += steps_section(bench, summaries)
         if bench == "nuaa":
             lines += variants_section(summaries)
         lines += calibration_section(bench, summaries, out) + runs_section(bench, summaries)
@@ -442,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
         run_bench(bench, Path(a.out), Path(a.work), seeds, a.quick, only, a.threads, Path(a.data_root))
     if a.doc:
         preface = Path(a.doc).read_text(encoding="utf-8").split(DOC_MARKER)[0] + DOC_MARKER if Path(a.doc).exists() else ""
-        write_doc(Path(a.out), Path(a.doc), preface)
+        write_doc(Path(a.out), Path(a.doc), preface, Path(a.data_root))
 
 
 if __name__ == "__main__":

@@ -126,13 +126,16 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
         (run / "export_problems.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         say(f"export: {lines[-1]} (all in {run / 'export_problems.txt'})", file=sys.stderr)
     split = _split(cfg, run, export.recordings, schema, ctx)
-    store = load_recordings(export.recordings, schema, cfg.data, _fetcher(cfg),
-                            _cache_dir(cfg), progress=cfg.recipe.progress and ctx.is_main)
+    source = json.dumps([str(Path(cfg.data_root).resolve()) if cfg.data_root else None, cfg.label_studio_url])
+    store = load_recordings(export.recordings, schema, cfg.data, _fetcher(cfg), _cache_dir(cfg),
+                            source=source, progress=cfg.recipe.progress and ctx.is_main)
     for b in store.broken:
         say(f"left out recording {b.recording_id}: {b.reason}", file=sys.stderr)
     rows = {name: store.rows(split["recordings"][name]) for name in ("train", "val", "test")}
+    unsplit = len(store.recording_ids) - sum(len(r) for r in rows.values())
     say(f"recordings: {len(store.recording_ids)} usable, {len(store.broken)} left out; "
-        f"train {len(rows['train'])} / val {len(rows['val'])} / test {len(rows['test'])}")
+        f"train {len(rows['train'])} / val {len(rows['val'])} / test {len(rows['test'])}"
+        + (f"; {unsplit} in no split (unused)" if unsplit else ""))
     train_targets = subsample_labels(store.labels, rows["train"], cfg.data.label_fraction, cfg.data.label_fraction_seed)
     data = RecipeData(store, schema, rows["train"], rows["val"], rows["test"], train_targets, store.labels)
     ckpt_dir = run / "checkpoints"
@@ -235,7 +238,12 @@ def _write_config(run: Path, cfg: FitConfig, resume: bool, ctx: DistContext) -> 
 
 def _split(cfg: FitConfig, run: Path, recordings, schema, ctx: DistContext) -> dict:
     if cfg.split:
-        return json.loads(Path(cfg.split).read_text(encoding="utf-8"))
+        split = json.loads(Path(cfg.split).read_text(encoding="utf-8"))
+        parts = split.get("recordings") if isinstance(split, dict) else None
+        if not isinstance(parts, dict) or any(not isinstance(parts.get(s), list) for s in ("train", "val", "test")):
+            raise ValueError(f"{cfg.split}: a split needs \"recordings\": {{\"train\": [...], \"val\": [...], "
+                             f"\"test\": [...]}} (training.split writes it)")
+        return split
     path = run / "split.json"
     split = None
     if ctx.is_main:
@@ -318,11 +326,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[FitConfig, bool]:
     ap.add_argument("--frames", type=int, default=DataConfig.frames)
     ap.add_argument("--image-size", type=int, default=DataConfig.image_size)
     ap.add_argument("--width", type=float, default=ModelConfig.width)
+    ap.add_argument("--fusion", choices=("concat", "mean"), default=ModelConfig.fusion)
     ap.add_argument("--epochs-per-step", type=int, default=RecipeConfig.epochs_per_step)
     ap.add_argument("--steps", default="1,2,3", help="S4L steps to run, e.g. 1,2,3 or 3")
     ap.add_argument("--seed", type=int, default=RecipeConfig.seed)
     ap.add_argument("--batch-size", type=int, default=0, help="0 = multi 12 recordings / single 128 frames")
-    ap.add_argument("--label-fraction", type=float, default=DataConfig.label_fraction)
+    ap.add_argument("--label-fraction", type=float, default=DataConfig.label_fraction,
+                    help="keep this fraction of each label's training annotations (experiments)")
+    ap.add_argument("--pseudo-label-threshold", type=float, default=RecipeConfig.pseudo_label_threshold,
+                    help="step 2: min. confidence of a pseudo-label (0 = fill every gap)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints")
@@ -332,16 +344,24 @@ def parse_args(argv: list[str] | None = None) -> tuple[FitConfig, bool]:
         steps = tuple(int(s) for s in a.steps.split(","))
     except ValueError:
         ap.error(f"--steps must be comma-separated integers, got {a.steps!r}")
-    cfg = FitConfig(
+    try:
+        cfg = _config_from_args(a, steps)
+    except ValueError as exc:
+        ap.error(str(exc))
+    return cfg, a.resume
+
+
+def _config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig:
+    return FitConfig(
         export=a.export, out=a.out, label_config=a.label_config, data_root=a.data_root, split=a.split,
         init_from=a.init_from, label_studio_url=os.environ.get("LABEL_STUDIO_URL"),
         label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
         data=DataConfig(frames=a.frames, image_size=a.image_size, label_fraction=a.label_fraction),
-        model=ModelConfig(kind=a.model, mode=a.mode, width=a.width),
+        model=ModelConfig(kind=a.model, mode=a.mode, width=a.width, fusion=a.fusion),
         recipe=RecipeConfig(steps=steps, epochs_per_step=a.epochs_per_step, seed=a.seed, batch_size=a.batch_size,
-                            num_threads=a.threads, progress=not a.no_progress),
+                            pseudo_label_threshold=a.pseudo_label_threshold, num_threads=a.threads,
+                            progress=not a.no_progress),
     )
-    return cfg, a.resume
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,6 +77,7 @@ def trained_heads(data: RecipeData) -> list[str]:
 
 def run_recipe(model: nn.Module, data: RecipeData, cfg: FitConfig, ckpt_dir: Path, log: RunLog,
                ctx: DistContext, *, resume: bool = False) -> RecipeResult:
+    """Train `model` through cfg.recipe.steps; checkpoints go to `ckpt_dir`, epochs to `log`."""
     rc = cfg.recipe
     trained = trained_heads(data)
     if not trained:
@@ -99,7 +100,7 @@ def run_recipe(model: nn.Module, data: RecipeData, cfg: FitConfig, ckpt_dir: Pat
             if step == 2:
                 targets, extra = _pseudo_labelled(model, data, cfg, trained, ctx)
             own = blob if blob is not None and step == blob["step"] else None
-            _train_step(model, data, cfg, step, targets, trained, state, own, ckpt_dir, log, ctx)
+            _train_step(model, data, val, cfg, step, targets, trained, state, own, ckpt_dir, log, ctx)
             log.write({"phase": "step", "step": step, **extra})
         best = state["best"][str(step)]
         model.load_state_dict(load_checkpoint(checkpoint_path(ckpt_dir, step, best["epoch"]))["model"])
@@ -126,8 +127,9 @@ def _pseudo_labelled(model, data: RecipeData, cfg: FitConfig, trained, ctx) -> t
     return targets, {"pseudo_labels": pseudo.counts(data.schema.names)}
 
 
-def _train_step(model, data: RecipeData, cfg: FitConfig, step: int, targets: np.ndarray, trained, state: dict,
-                blob: dict | None, ckpt_dir: Path, log: RunLog, ctx: DistContext) -> None:
+def _train_step(model, data: RecipeData, val: RecordingDataset, cfg: FitConfig, step: int, targets: np.ndarray,
+                trained, state: dict, blob: dict | None, ckpt_dir: Path, log: RunLog, ctx: DistContext) -> None:
+    """Epochs of one S4L step; `blob` is this step's checkpoint to continue from (resume), else None."""
     rc, kind = cfg.recipe, cfg.model.kind
     if kind == "multi":
         train_ds = RecordingDataset(data.store, data.train_rows, targets, cfg.data.frames,
@@ -151,7 +153,6 @@ def _train_step(model, data: RecipeData, cfg: FitConfig, step: int, targets: np.
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
         start = blob["epoch"] + 1
-    val = RecordingDataset(data.store, data.val_rows, data.truth, cfg.data.frames)
     truth = {n: data.truth[data.val_rows, i] for i, n in enumerate(data.schema.names)}
     for epoch in range(start, rc.epochs_per_step + 1):
         seed_everything(rc.seed, step, epoch)

@@ -54,9 +54,9 @@ class S4LObjective(nn.Module):
         parts = {"sup": sup}
         total = self.cfg.supervised_weight * sup
         if semi:
-            trained = {k: logits[k] for k in self.trained}
+            trained = _pick(logits, self.trained)
             parts["entmin"] = entropy_minimisation(trained)
-            parts["vat"] = vat_loss(lambda z: {k: logits_fn(z)[k] for k in self.trained}, x, trained,
+            parts["vat"] = vat_loss(lambda z: _pick(logits_fn(z), self.trained), x, trained,
                                     model=model, cfg=self.vat)
             images = select_rotation_frames(x, mask, self.rotation_frames) if multi else x
             rotated, rot_targets = rotate_batch(images)
@@ -64,6 +64,10 @@ class S4LObjective(nn.Module):
             total = (total + self.cfg.entmin_weight * parts["entmin"] + self.cfg.vat_weight * parts["vat"]
                      + self.cfg.rotation_weight * parts["rotation"])
         return total, {k: v.detach() for k, v in parts.items()}
+
+
+def _pick(logits: dict[str, torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
+    return {k: logits[k] for k in names}
 
 
 def seed_everything(*key: int) -> None:
@@ -91,7 +95,7 @@ def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, 
     """One pass over `loader`; returns the mean loss, loss parts, throughput and last lr."""
     objective.train()
     sums: dict[str, float] = {}
-    n_batches, n_items, started = 0, 0, time.perf_counter()
+    n_batches, n_items, lr, started = 0, 0, None, time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and ctx.is_main), leave=False)
     for batch in bar:
         x, mask, targets = _unpack(batch, ctx.device)
@@ -99,6 +103,7 @@ def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, 
         loss, parts = objective(x, mask, targets, semi)
         loss.backward()
         optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this batch used (a restart may follow)
         scheduler.step()
         n_batches += 1
         n_items += x.shape[0]
@@ -110,7 +115,7 @@ def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, 
     seconds = time.perf_counter() - started
     total_items = sum_over_ranks(n_items, ctx)
     return {"loss": means.pop("loss", 0.0), "loss_parts": means, "items": int(total_items),
-            "items_per_s": total_items / max(seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
+            "items_per_s": total_items / max(seconds, 1e-9), "lr": lr}
 
 
 def _unpack(batch, device: str):

@@ -73,10 +73,10 @@ def validation_score(metrics: dict) -> float | None:
 
 
 def evaluate(req: EvalRequest, env: Mapping[str, str]) -> float | None:
-    # training.evaluate requires --data-root; without LOCAL_FILES_DOCUMENT_ROOT the job folder stands
-    # in (no /data/local-files/ frame resolves then, and evaluate says which one).
-    data_root = req.data_root if req.data_root is not None else req.out.parent
-    args = ["training.evaluate", "--model", str(req.model), "--export", str(req.export), "--data-root", str(data_root),
+    # Without LOCAL_FILES_DOCUMENT_ROOT, evaluate fetches frames from Label Studio (as training does).
+    args = ["training.evaluate", "--model", str(req.model), "--export", str(req.export),
             "--split", str(req.split), "--subset", "val", "--out", str(req.out)]
+    if req.data_root is not None:
+        args += ["--data-root", str(req.data_root)]
     _run(args, req.out.parent / "evaluate.log", env)
     return validation_score(json.loads(req.out.read_text(encoding="utf-8")))

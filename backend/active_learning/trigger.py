@@ -49,7 +49,10 @@ def handle_webhook(payload: Any, settings: Any) -> dict:
             if cfg.retrain_every and state["changes_since_model"] >= cfg.retrain_every:
                 reason = f"{state['changes_since_model']} annotation changes"
                 outcome = jobs.request_job(store, cfg, state, full=False, reason=reason)
-        return {"status": outcome, "action": action, **project_status(cfg, state)}
+        training = project_status(cfg, state)
+        # Label Studio stores the answer's "job" as its training-job id: give it the id, not the record.
+        job_id = (training["job"] or training["queued_job"] or {}).get("job_id")
+        return {"status": outcome, "action": action, "job": job_id, "training": training}
 
 
 def _remember_label_config(store: ProjectStore, project_field: Any) -> None:

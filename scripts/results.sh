@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Regenerates docs/results.md end to end: split, every training run of the grid, truth.csv scoring, plots, tables.
+# Runs whose summary already exists under docs/results/<bench>/runs/ are kept (delete one to retrain it);
+# run directories (checkpoints, model.onnx) go to .cache/experiments/. Extra arguments go to training.experiments,
+# e.g. scripts/results.sh --bench nuaa --seeds 0.  CPU: ~2-3 hours on 2 cores for the whole grid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2  # ~3x faster CPU training (docs/cpu-facts)
+[ -e "$jemalloc" ] && export LD_PRELOAD="$jemalloc${LD_PRELOAD:+:$LD_PRELOAD}"
+exec .venv/bin/python -m training.experiments --out docs/results --doc docs/results.md "$@"
