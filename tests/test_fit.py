@@ -52,7 +52,7 @@ def test_cli_smoke_run_writes_every_artifact_within_a_minute(generated, tmp_path
         env["LD_PRELOAD"] = str(JEMALLOC)
     cmd = [sys.executable, "-m", "training.fit", "--export", str(generated / "syn" / "export.json"),
            "--data-root", str(generated), "--out", str(run), "--frames", "3", "--image-size", "32",
-           "--epochs-per-step", "1", "--batch-size", "4", "--threads", "1", "--no-progress"]
+           "--epochs-per-step", "1", "--batch-size", "4", "--threads", "1", "--no-progress", "--int8"]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     wall = time.perf_counter() - started
@@ -68,6 +68,10 @@ def test_cli_smoke_run_writes_every_artifact_within_a_minute(generated, tmp_path
     names = list(load_label_config().names)
     assert list(metrics["test"]["labels"]) == names and "mean_balanced_accuracy" in metrics["test"]
     assert set(metrics["temperatures"]) == set(names) and metrics["untrained"] == []
+    # the int8 companion exists exactly when it held up on validation (within 0.5 points)
+    int8 = metrics["int8"]
+    assert int8["kept"] == (run / "model.int8.onnx").is_file()
+    assert int8["kept"] == (int8["fp32_score"] - int8["int8_score"] <= 0.005 + 1e-9)
     split = json.loads((run / "split.json").read_text())["recordings"]
     assert not set(split["train"]) & (set(split["val"]) | set(split["test"]))
 

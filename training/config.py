@@ -107,6 +107,7 @@ class FitConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    int8: bool = False  # also write model.int8.onnx (static QDQ) when within 0.5 points of fp32 on val
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -288,6 +288,12 @@ def _write_outputs(run: Path, cfg: FitConfig, schema, model, metrics, untrained,
             "preprocess": store.preprocess.to_dict(),
             "metrics": {s: (metrics[s] or {}).get("mean_balanced_accuracy") for s in ("val", "test")}}
     export_onnx(model, run / "model.onnx", meta, frames, mask)
+    if cfg.int8:
+        from training.int8 import quantize_run
+
+        result = quantize_run(run, schema, store, rows, cfg.data.frames)
+        metrics["int8"] = result.to_dict() if result else {"kept": False, "reason": "no validation recordings"}
+        print(f"int8: {metrics['int8']}")
     (run / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_json_default), encoding="utf-8")
     write_report(run)
 
@@ -339,6 +345,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[FitConfig, bool]:
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints")
     ap.add_argument("--init-from", help="model.pt whose weights start the training")
+    ap.add_argument("--int8", action="store_true",
+                    help="also write model.int8.onnx (static QDQ), kept only within 0.5 points of fp32 on val")
     a = ap.parse_args(argv)
     try:
         steps = tuple(int(s) for s in a.steps.split(","))
@@ -354,7 +362,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[FitConfig, bool]:
 def _config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig:
     return FitConfig(
         export=a.export, out=a.out, label_config=a.label_config, data_root=a.data_root, split=a.split,
-        init_from=a.init_from, label_studio_url=os.environ.get("LABEL_STUDIO_URL"),
+        init_from=a.init_from, int8=a.int8, label_studio_url=os.environ.get("LABEL_STUDIO_URL"),
         label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
         data=DataConfig(frames=a.frames, image_size=a.image_size, label_fraction=a.label_fraction),
         model=ModelConfig(kind=a.model, mode=a.mode, width=a.width, fusion=a.fusion),

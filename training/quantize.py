@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from training.onnx_runner import META_KEY, OnnxRecordingModel
 
@@ -51,8 +52,15 @@ class _BatchReader(CalibrationDataReader):
 
 def _quantize_to(fp32_path: Path, out_path: Path, batches) -> None:
     meta = dict(OnnxRecordingModel(fp32_path).meta, quantization=QUANTIZATION)
-    quantize_static(str(fp32_path), str(out_path), _BatchReader(batches), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    # Without shape inference + BatchNorm folding first, biases are not initializers and part of the
+    # graph stays fp32 with extra Q/DQ pairs: the int8 model ran ~2x SLOWER than fp32 (measured).
+    prepared = out_path.with_name(out_path.name + ".prep.onnx")
+    try:
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out_path), _BatchReader(batches), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)
     proto = onnx.load(str(out_path))
     # quantize_static may or may not carry metadata over; set recmeta explicitly either way.
     kept = [p for p in proto.metadata_props if p.key != META_KEY]
