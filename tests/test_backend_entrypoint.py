@@ -47,7 +47,8 @@ def test_entrypoint_starts_the_backend_on_a_fresh_model_dir(tmp_path):
                             stderr=subprocess.PIPE)
     try:
         health = wait_for_health(f"http://127.0.0.1:{port}/health", proc)
-        assert health == {"status": "UP", "model_class": "RecordingBackend", "model_version": None}
+        assert health == {"status": "UP", "model_class": "RecordingBackend", "model_version": None,
+                          "training": "idle"}
         assert model_dir.is_dir()
         add_tiny_version(model_dir, tmp_path, "live-v1")  # both workers see it without a restart
         time.sleep(1.2)

@@ -222,6 +222,82 @@ def run_bench(bench: str, out: Path, work: Path, seeds: tuple[int, ...], quick: 
     return done
 
 
+def bn_check(bench: str, run_id: str, out: Path, work: Path, data_root: Path = DATA_ROOT) -> dict:
+    """Validation balanced accuracy (truth.csv) of each step's best checkpoint, in eval mode with the
+    stored BatchNorm running statistics vs. with statistics re-estimated on clean training recordings
+    (same weights). A gap means the stored statistics, not the weights, decide eval-mode predictions,
+    and eval mode is what pseudo-labelling (step 2), model selection and serving use."""
+    import torch
+
+    from training.dataset import RecordingDataset, load_recordings
+    from training.fit import build_model
+
+    run, paths = work / bench / "runs" / run_id, bench_paths(bench, data_root)
+    cfg = FitConfig.from_json((run / "config.json").read_text(encoding="utf-8"))
+    schema = load_label_config(cfg.label_config)
+    split = json.loads(Path(cfg.split).read_text(encoding="utf-8"))
+    wanted = set(split["recordings"]["train"]) | set(split["recordings"]["val"])
+    recordings = [r for r in read_export(cfg.export, schema).recordings if r.recording_id in wanted]
+    fetch = FrameFetcher(FrameSourceConfig(document_root=cfg.data_root)).fetch
+    store = load_recordings(recordings, schema, cfg.data, fetch, Path(cfg.data.cache_dir), progress=False)
+    truth = read_truth_csv(paths["truth"], schema)
+
+    def batches(part: str):
+        ds = RecordingDataset(store, store.rows(split["recordings"][part]), store.labels, cfg.data.frames)
+        items = [ds[i] for i in range(len(ds))]
+        return [(torch.stack([it[0] for it in items[i:i + 32]]), torch.stack([it[1] for it in items[i:i + 32]]))
+                for i in range(0, len(items), 32)]
+
+    val_ids = [store.recording_ids[r] for r in store.rows(split["recordings"]["val"])]
+    y = {n: np.array([schema[n].classes.index(truth[rid][n]) if n in truth.get(rid, {}) else -1 for rid in val_ids])
+         for n in schema.names}
+    val, train = batches("val"), batches("train")
+    result = {}
+    for ckpt in sorted((run / "checkpoints").glob("step*_epoch*.pt")):
+        model = build_model(schema, cfg.model, cfg.data.frames)
+        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+        row = {}
+        for how in ("stored", "re-estimated"):
+            if how == "re-estimated":  # cumulative average over one clean pass, dropout off
+                bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+                for m in bns:
+                    m.reset_running_stats()
+                    m.momentum = None
+                    m.train()
+                with torch.no_grad():
+                    for x, mask in train:
+                        model(x, mask)
+            model.eval()
+            with torch.no_grad():
+                logits = [model(x, mask) for x, mask in val]
+            probs = {n: _softmax(torch.cat([lo[n] for lo in logits]).numpy()) for n in schema.names}
+            m = evaluate(schema, y, probs)
+            row[how] = {"mean_balanced_accuracy": m["mean_balanced_accuracy"],
+                        "predicted": {n: np.bincount(p.argmax(1), minlength=p.shape[1]).tolist() for n, p in probs.items()}}
+        result[ckpt.stem] = row
+    path = out / bench / "bn_check" / f"{run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+def bn_check_section(bench: str, out: Path) -> list[str]:
+    files = sorted((out / bench / "bn_check").glob("*.json"))
+    if not files:
+        return []
+    lines = [f"### BatchNorm check ({bench})", "",
+             "Validation mean balanced accuracy % (truth.csv) of the kept checkpoints in eval mode: with the stored "
+             "BatchNorm running statistics vs re-estimated on clean training recordings (same weights); "
+             "predicted class counts in brackets. Command: `python -m training.experiments --bench "
+             f"{bench} --bn-check RUN_ID`.", "", "| run | checkpoint | stored stats | re-estimated stats |", "|---|---|---|---|"]
+    for f in files:
+        for ckpt, row in json.loads(f.read_text(encoding="utf-8")).items():
+            cells = [f"{100 * r['mean_balanced_accuracy']:.1f} ({'; '.join('/'.join(map(str, v)) for v in r['predicted'].values())})"
+                     for r in (row["stored"], row["re-estimated"])]
+            lines.append(f"| {f.stem} | {ckpt} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 # ---- docs/results.md -------------------------------------------------------------------------------
 
 def load_summaries(out: Path, bench: str) -> dict[str, dict]:
@@ -449,7 +525,7 @@ def write_doc(out: Path, doc: Path, preface: str = "", data_root: Path = DATA_RO
         lines += label_budget_section(bench, summaries, out)
         if bench_paths(bench, data_root)["export"].exists():
             lines += label_counts_section(bench, bench_paths(bench, data_root), split, seeds)
-        lines += steps_section(bench, summaries)
+        lines += steps_section(bench, summaries) + bn_check_section(bench, out)
         if bench == "nuaa":
             lines += variants_section(summaries)
         lines += calibration_section(bench, summaries, out) + runs_section(bench, summaries)
@@ -468,12 +544,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--doc", help="also (re)write this markdown file from every summary under --out")
     ap.add_argument("--doc-only", action="store_true", help="write --doc, run nothing")
+    ap.add_argument("--bn-check", metavar="RUN_ID", help="BatchNorm statistics check of a finished run of --bench; runs nothing else")
     a = ap.parse_args(argv)
     try:
         seeds = tuple(int(s) for s in a.seeds.split(","))
     except ValueError:
         ap.error(f"--seeds must be comma-separated integers, got {a.seeds!r}")
     only = set(a.only.split(",")) if a.only else None
+    if a.bn_check:
+        if a.bench == "all":
+            ap.error("--bn-check needs --bench nuaa or facemask")
+        print(json.dumps(bn_check(a.bench, a.bn_check, Path(a.out), Path(a.work), Path(a.data_root)), indent=1))
+        return
     for bench in () if a.doc_only else (BENCHES if a.bench == "all" else (a.bench,)):
         if not (Path(a.data_root) / bench / "export.json").exists():
             print(f"{bench}: no export.json under {a.data_root}/{bench}; skipped", file=sys.stderr)
