@@ -133,3 +133,16 @@ def test_training_label_counts_follow_the_export_and_the_fraction(grid):
         assert all(p <= f for p, f in zip(part[spec.name], expected))
         total = sum(expected)
         assert sum(part[spec.name]) == (max(1, round(0.3 * total)) if total else 0)
+
+
+def test_bn_check_scores_every_kept_checkpoint(grid):
+    root, out, work, _, _ = grid
+    run_id = "s4l-mtl-multi-f030-s0"
+    result = experiments.bn_check("nuaa", run_id, out, work, root)
+    kept = sorted(p.stem for p in (work / "nuaa" / "runs" / run_id / "checkpoints").glob("*.pt"))
+    assert sorted(result) == kept and kept
+    n_val = len(json.loads((out / "nuaa" / "split.json").read_text())["recordings"]["val"])
+    for row in result.values():
+        for how in ("stored", "re-estimated"):
+            assert all(sum(c) == n_val for c in row[how]["predicted"].values())
+    assert "### BatchNorm check (nuaa)" in "\n".join(experiments.bn_check_section("nuaa", out))

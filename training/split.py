@@ -274,7 +274,7 @@ def summary(result: dict) -> str:
              f"recordings per split: " + ", ".join(f"{k} {len(v)}" for k, v in result["recordings"].items()),
              f"solver: {solver['status']} in {solver['time']} s, fallback: {solver['fallback']}",
              f"duplicate merges: {len(result['duplicate_merges'])}",
-             f"{'':8}{'class_rel_dev':>14}{'class_abs_dev':>14}  tolerances met  subject dev / recording dev"]
+             f"{'':8}{'class_rel_dev':>14}{'class_abs_dev':>14}  tolerances met  deviation from target, in subjects / in recordings"]
     for name, d in (("ILP", dev), ("random", rnd)):
         lines.append(f"{name:8}{d['class_rel_dev']:>14}{d['class_abs_dev']:>14}  {str(d['tolerances_met']):14}  "
                      f"{d['subjects']} / {d['recordings']}")
