@@ -17,6 +17,7 @@ if [ "${1:-}" = "--with-label-studio" ]; then
   .venv/bin/python -m backend --host "$HOST" --port "$PORT" &
   backend_pid=$!
   trap 'kill $backend_pid 2>/dev/null' EXIT
+  for _ in $(seq 60); do curl -fsS --max-time 2 "http://$HOST:$PORT/health" >/dev/null 2>&1 && break; sleep 1; done
   bash scripts/demo.sh "http://$HOST:$PORT"
   wait $backend_pid
 else
