@@ -13,8 +13,10 @@ accuracy rose after the annotators added the rest of the annotations (measured, 
 4. Printed: trigger -> result wall time with its stages, the job's validation scores of the old and
    new model (same subjects), whether it promoted, and both models' TEST-subject scores from
    `training.evaluate --truth truth.csv --subset test` with class counts.
+`--serve so-far` is the control: the same warm-started job on the export WITHOUT the added
+annotations, so that a rise can be told apart from the effect of the extra epochs alone.
 
-    .venv/bin/python benchmarks/active_learning_nuaa.py [--work /tmp/al-nuaa] [--init-epochs 2] [--warm-epochs 2]
+    .venv/bin/python benchmarks/active_learning_nuaa.py [--work /tmp/al-nuaa] [--init-epochs 2] [--warm-epochs 2] [--serve so-far]
 """
 from __future__ import annotations
 
@@ -138,6 +140,19 @@ def trigger_and_wait(url: str, label_config: str, timeout_s: float) -> dict:
     raise SystemExit(f"no job result within {timeout_s} s; stages seen: {stages}")
 
 
+def job_timeline(job_dir: Path, trigger: float, result: dict) -> dict:
+    """Seconds after the trigger at which each part ended, from the job's own files (the status
+    poll is too coarse for sub-second parts)."""
+    def at(name: str) -> float | None:
+        path = job_dir / name
+        return round(path.stat().st_mtime - trigger, 2) if path.is_file() else None
+
+    evals = [t for t in (at("eval_new.json"), at("eval_current.json")) if t is not None]
+    return {"worker_started": round(result["started_at"] - trigger, 2), "export_pulled": at("export.json"),
+            "training_done": at("train.log"), "evaluation_done": max(evals) if evals else None,
+            "result_recorded": round(result["finished_at"] - trigger, 2)}
+
+
 def test_scores(model: Path, export: Path, split: Path, out: Path, threads: int) -> dict:
     run_cli(["training.evaluate", "--model", str(model), "--export", str(export), "--data-root", str(BENCH_ROOT),
              "--split", str(split), "--subset", "test", "--truth", str(NUAA / "truth.csv"),
@@ -160,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-epochs", type=int, default=2, help="epochs per S4L step of the initial model")
     ap.add_argument("--warm-epochs", type=int, default=2, help="AL_WARM_EPOCHS_PER_STEP of the job")
     ap.add_argument("--tolerance", type=float, default=0.02, help="PROMOTE_TOLERANCE")
+    ap.add_argument("--serve", choices=("full", "so-far"), default="full",
+                    help="export the fake Label Studio serves; so-far = control: same job, no new annotations")
     ap.add_argument("--timeout-s", type=float, default=3600)
     args = ap.parse_args(argv)
 
@@ -180,18 +197,23 @@ def main(argv: list[str] | None = None) -> int:
                  "--seed", str(args.seed), "--out", str(split)], run / "split.log")
     fit_args = ["--image-size", str(args.image_size), "--frames", str(args.frames), "--threads", str(args.threads),
                 "--seed", str(args.seed)]
-    init_run = run / "initial"
-    init_s = run_cli(["training.fit", "--export", str(so_far_path), "--label-config", str(label_config),
-                      "--data-root", str(BENCH_ROOT), "--split", str(split), "--out", str(init_run), "--no-progress",
-                      "--epochs-per-step", str(args.init_epochs), *fit_args], run / "initial_fit.log")
+    # Cached like the split (same settings -> same model); a run only measures the job.
+    init_run = args.work / (f"initial-seed{args.seed}-keep{args.keep_fraction}-e{args.init_epochs}-"
+                            f"{args.image_size}px-{args.frames}f")
+    init_s = None
+    if not (init_run / "model.pt").is_file():
+        init_s = run_cli(["training.fit", "--export", str(so_far_path), "--label-config", str(label_config),
+                          "--data-root", str(BENCH_ROOT), "--split", str(split), "--out", str(init_run),
+                          "--no-progress", "--epochs-per-step", str(args.init_epochs), *fit_args],
+                         run / "initial_fit.log")
     run_cli(["backend.models", "--model-dir", str(model_dir), "add", str(init_run / "model.onnx"),
              "--version", "initial", "--use"], run / "models_add.log")
     artifacts = model_dir / "active_learning" / "artifacts" / "initial"
     artifacts.mkdir(parents=True)
-    for name in ("split.json", "model.pt"):
-        (artifacts / name).write_bytes((init_run / name).read_bytes())
+    (artifacts / "split.json").write_bytes(split.read_bytes())  # fit --split does not copy it into the run
+    (artifacts / "model.pt").write_bytes((init_run / "model.pt").read_bytes())
 
-    server = ExportServer(full, API_KEY)
+    server = ExportServer(full if args.serve == "full" else so_far, API_KEY)
     port = free_port()
     env = {"MODEL_DIR": str(model_dir), "LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": API_KEY,
            "LOCAL_FILES_DOCUMENT_ROOT": str(BENCH_ROOT), "PROMOTE_TOLERANCE": str(args.tolerance),
@@ -212,18 +234,21 @@ def main(argv: list[str] | None = None) -> int:
         server.close()
 
     result = job["result"]
-    job_run = model_dir / "active_learning" / "projects" / str(PROJECT) / "jobs" / result["job_id"] / "run"
+    job_dir = model_dir / "active_learning" / "projects" / str(PROJECT) / "jobs" / result["job_id"]
+    job_run = job_dir / "run"
     scores = {"old": test_scores(init_run / "model.onnx", full_path, split, run / "test_old.json", args.threads),
-              "new": test_scores(job_run / "model.onnx", full_path, split, run / "test_new.json", args.threads)}
+              "new": test_scores(job_run / "model.onnx", full_path, split, run / "test_new.json", args.threads)
+              if (job_run / "model.onnx").is_file() else None}  # a failed job leaves no model
     report = {
         "command": shlex.join([sys.executable, *sys.argv]) if argv is None else argv,
         "settings": {**vars(args), "work": str(args.work), "fit_args": fit_args},
         "annotated_tasks": {"so_far": sum(bool(t["annotations"]) for t in so_far),
                             "full": sum(bool(t["annotations"]) for t in full), "tasks": len(full)},
-        "split": {k: v for k, v in json.loads(split.read_text()).items() if k in ("subjects",)},
-        "initial_fit_s": round(init_s, 1),
+        "split_subjects": json.loads(split.read_text())["subjects"],
+        "initial_model": str(init_run), "initial_fit_s": None if init_s is None else round(init_s, 1),
         "trigger_to_result_s": round(result["finished_at"] - job["trigger_epoch"], 1),
-        "stages_entered_at_s": {k: round(v, 1) for k, v in job["stages_s"].items()},
+        "stages_first_polled_at_s": {k: round(v, 1) for k, v in job["stages_s"].items()},
+        "parts_ended_at_s": job_timeline(job_dir, job["trigger_epoch"], result),
         "export_requests": server.requests,
         "job": {k: result.get(k) for k in ("status", "error", "promoted", "version", "promotion_reason",
                                            "warm_start", "export_tasks", "metrics")},

@@ -143,8 +143,9 @@ def test_bn_check_scores_every_kept_checkpoint(grid):
     result = experiments.bn_check("nuaa", run_id, out, work, root)
     kept = sorted(p.stem for p in (work / "nuaa" / "runs" / run_id / "checkpoints").glob("*.pt"))
     assert sorted(result) == kept and kept
-    n_val = len(json.loads((out / "nuaa" / "split.json").read_text())["recordings"]["val"])
+    split = json.loads((out / "nuaa" / "split.json").read_text())
     for row in result.values():
-        for how in ("stored", "re-estimated"):
-            assert all(sum(c) == n_val for c in row[how]["predicted"].values())
+        for part in ("val", "test"):
+            for how in ("stored", "re-estimated"):
+                assert all(sum(c) == len(split["recordings"][part]) for c in row[f"{part} {how}"]["predicted"].values())
     assert "### BatchNorm check (nuaa)" in "\n".join(experiments.bn_check_section("nuaa", out))

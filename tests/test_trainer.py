@@ -60,7 +60,7 @@ def _run(data, cfg, run: Path, resume=False):
 
 def test_model_learns_the_easy_labels(tmp_path):
     # The single-image model gets a gradient step per 8 frames: enough steps to learn in seconds.
-    data = _data(tmp_path, recordings=128, frames=4, size=48, ratios=(0.5, 0.2, 0.3))
+    data = _data(tmp_path, recordings=160, frames=4, size=48, ratios=(0.5, 0.2, 0.3))
     cfg = _cfg(4, 48, "single", steps=(3,), epochs_per_step=10, finetune_lr=3e-3, batch_size=8)
     result = _run(data, cfg, tmp_path / "run")
     truth = {n: data.truth[data.test_rows, i] for i, n in enumerate(data.schema.names)}

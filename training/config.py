@@ -52,7 +52,7 @@ class LossConfig:
     entmin_weight: float = 0.3
     vat_weight: float = 0.3
     rotation_weight: float = 0.3  # not given in the thesis; weighted like the other parts
-    vat_xi: float = 1e-6  # finite-difference step of the power iteration (S4L / Miyato)
+    vat_xi: float = 0.1  # power-iteration step; Miyato's 1e-6 is below float32 resolution here (losses/vat.py)
     vat_eps_ref: float = 32.0  # S4L's perturbation L2 norm for a 224x224x3 input, scaled to ours
     vat_eps: float | None = None  # absolute L2 norm per example instead of the scaled eps_ref
     vat_power_iterations: int = 1
@@ -73,6 +73,7 @@ class RecipeConfig:
     eval_batch_size: int = 32  # recordings per evaluation batch
     pseudo_label_threshold: float = 0.0  # step 2: min. confidence to keep a pseudo-label (0 = all)
     rotation_frames: int = 2  # multi: frames per recording that get the 4-way rotation task
+    precise_bn: bool = True  # re-estimate BatchNorm statistics after every epoch (training/precise_bn.py)
     seed: int = 0
     channels_last: bool = True  # ~1.7x faster CPU training (docs/cpu-facts)
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default

@@ -56,7 +56,7 @@ QUICK = {"frames": 2, "image_size": 32, "epochs_per_step": 1, "max_train_recordi
 
 @dataclass(frozen=True)
 class Arm:
-    recipe: str  # "supervised" | "s4l" | "no_vat" | "no_entmin" | "no_rotation"
+    recipe: str  # "supervised" or a key of S4L_ARMS
     fraction: float  # share of the export's training annotations kept (per label, seeded)
     seed: int
     mode: str = "mtl"
@@ -223,7 +223,7 @@ def run_bench(bench: str, out: Path, work: Path, seeds: tuple[int, ...], quick: 
 
 
 def bn_check(bench: str, run_id: str, out: Path, work: Path, data_root: Path = DATA_ROOT) -> dict:
-    """Validation balanced accuracy (truth.csv) of each step's best checkpoint, in eval mode with the
+    """Validation and test balanced accuracy (truth.csv) of each kept checkpoint, in eval mode with the
     stored BatchNorm running statistics vs. with statistics re-estimated on clean training recordings
     (same weights). A gap means the stored statistics, not the weights, decide eval-mode predictions,
     and eval mode is what pseudo-labelling (step 2), model selection and serving use."""
@@ -236,7 +236,7 @@ def bn_check(bench: str, run_id: str, out: Path, work: Path, data_root: Path = D
     cfg = FitConfig.from_json((run / "config.json").read_text(encoding="utf-8"))
     schema = load_label_config(cfg.label_config)
     split = json.loads(Path(cfg.split).read_text(encoding="utf-8"))
-    wanted = set(split["recordings"]["train"]) | set(split["recordings"]["val"])
+    wanted = {rid for part in ("train", "val", "test") for rid in split["recordings"][part]}
     recordings = [r for r in read_export(cfg.export, schema).recordings if r.recording_id in wanted]
     fetch = FrameFetcher(FrameSourceConfig(document_root=cfg.data_root)).fetch
     store = load_recordings(recordings, schema, cfg.data, fetch, Path(cfg.data.cache_dir), progress=False)
@@ -248,10 +248,13 @@ def bn_check(bench: str, run_id: str, out: Path, work: Path, data_root: Path = D
         return [(torch.stack([it[0] for it in items[i:i + 32]]), torch.stack([it[1] for it in items[i:i + 32]]))
                 for i in range(0, len(items), 32)]
 
-    val_ids = [store.recording_ids[r] for r in store.rows(split["recordings"]["val"])]
-    y = {n: np.array([schema[n].classes.index(truth[rid][n]) if n in truth.get(rid, {}) else -1 for rid in val_ids])
-         for n in schema.names}
-    val, train = batches("val"), batches("train")
+    def truth_of(part: str) -> dict[str, np.ndarray]:
+        ids = [store.recording_ids[r] for r in store.rows(split["recordings"][part])]
+        return {n: np.array([schema[n].classes.index(truth[rid][n]) if n in truth.get(rid, {}) else -1 for rid in ids])
+                for n in schema.names}
+
+    scored = {part: (batches(part), truth_of(part)) for part in ("val", "test")}
+    train = batches("train")
     result = {}
     for ckpt in sorted((run / "checkpoints").glob("step*_epoch*.pt")):
         model = build_model(schema, cfg.model, cfg.data.frames)
@@ -268,12 +271,14 @@ def bn_check(bench: str, run_id: str, out: Path, work: Path, data_root: Path = D
                     for x, mask in train:
                         model(x, mask)
             model.eval()
-            with torch.no_grad():
-                logits = [model(x, mask) for x, mask in val]
-            probs = {n: _softmax(torch.cat([lo[n] for lo in logits]).numpy()) for n in schema.names}
-            m = evaluate(schema, y, probs)
-            row[how] = {"mean_balanced_accuracy": m["mean_balanced_accuracy"],
-                        "predicted": {n: np.bincount(p.argmax(1), minlength=p.shape[1]).tolist() for n, p in probs.items()}}
+            for part, (data, y) in scored.items():
+                with torch.no_grad():
+                    logits = [model(x, mask) for x, mask in data]
+                probs = {n: _softmax(torch.cat([lo[n] for lo in logits]).numpy()) for n in schema.names}
+                m = evaluate(schema, y, probs)
+                row[f"{part} {how}"] = {"mean_balanced_accuracy": m["mean_balanced_accuracy"],
+                                        "predicted": {n: np.bincount(p.argmax(1), minlength=p.shape[1]).tolist()
+                                                      for n, p in probs.items()}}
         result[ckpt.stem] = row
     path = out / bench / "bn_check" / f"{run_id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -286,14 +291,16 @@ def bn_check_section(bench: str, out: Path) -> list[str]:
     if not files:
         return []
     lines = [f"### BatchNorm check ({bench})", "",
-             "Validation mean balanced accuracy % (truth.csv) of the kept checkpoints in eval mode: with the stored "
+             "Validation and test mean balanced accuracy % (truth.csv) of the kept checkpoints in eval mode: with the stored "
              "BatchNorm running statistics vs re-estimated on clean training recordings (same weights); "
              "predicted class counts in brackets. Command: `python -m training.experiments --bench "
-             f"{bench} --bn-check RUN_ID`.", "", "| run | checkpoint | stored stats | re-estimated stats |", "|---|---|---|---|"]
+             f"{bench} --bn-check RUN_ID`.", "",
+             "| run | checkpoint | val, stored stats | val, re-estimated | test, stored stats | test, re-estimated |",
+             "|---|---|---|---|---|---|"]
     for f in files:
         for ckpt, row in json.loads(f.read_text(encoding="utf-8")).items():
             cells = [f"{100 * r['mean_balanced_accuracy']:.1f} ({'; '.join('/'.join(map(str, v)) for v in r['predicted'].values())})"
-                     for r in (row["stored"], row["re-estimated"])]
+                     for r in (row[f"{p} {h}"] for p in ("val", "test") for h in ("stored", "re-estimated"))]
             lines.append(f"| {f.stem} | {ckpt} | " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -30,11 +30,12 @@ from training.dataset import FrameDataset, RecordingDataset, RecordingStore
 from training.distributed import DistContext, barrier, wrap
 from training.losses import imbalance_weights
 from training.metrics import evaluate
+from training.precise_bn import recompute_bn_stats
 from training.pseudo_labels import make_pseudo_labels
 from training.schema import LabelSchema
 from training.trainer import (
-    S4LObjective, checkpoint_path, latest_checkpoint, load_checkpoint, predict_logits, save_checkpoint,
-    seed_everything, softmax, train_epoch, train_loader,
+    S4LObjective, checkpoint_path, clean_forward, latest_checkpoint, load_checkpoint, predict_logits,
+    save_checkpoint, seed_everything, softmax, train_epoch, train_loader,
 )
 
 
@@ -160,6 +161,8 @@ def _train_step(model, data: RecipeData, val: RecordingDataset, cfg: FitConfig, 
         sampler.set_epoch(epoch)
         stats = train_epoch(objective, loader, optimizer, scheduler, semi=step != 3, ctx=ctx,
                             progress=rc.progress, desc=f"step {step} epoch {epoch}/{rc.epochs_per_step}")
+        if rc.precise_bn:  # every eval-mode use below (val, checkpoint -> best model, pseudo-labels, export)
+            recompute_bn_stats(model, loader, clean_forward(ctx.device), ctx)
         score = None
         if len(val):
             metrics = evaluate(data.schema, truth, softmax(predict_logits(model, val, rc.eval_batch_size, ctx)))

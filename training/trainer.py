@@ -54,15 +54,20 @@ class S4LObjective(nn.Module):
         parts = {"sup": sup}
         total = self.cfg.supervised_weight * sup
         if semi:
+            # A zero-weighted part is not computed: it would cost a pass and (rotation) move BN statistics.
             trained = _pick(logits, self.trained)
-            parts["entmin"] = entropy_minimisation(trained)
-            parts["vat"] = vat_loss(lambda z: _pick(logits_fn(z), self.trained), x, trained,
-                                    model=model, cfg=self.vat)
-            images = select_rotation_frames(x, mask, self.rotation_frames) if multi else x
-            rotated, rot_targets = rotate_batch(images)
-            parts["rotation"] = rotation_loss(model.rotation_logits(rotated), rot_targets)
-            total = (total + self.cfg.entmin_weight * parts["entmin"] + self.cfg.vat_weight * parts["vat"]
-                     + self.cfg.rotation_weight * parts["rotation"])
+            if self.cfg.entmin_weight:
+                parts["entmin"] = entropy_minimisation(trained)
+                total = total + self.cfg.entmin_weight * parts["entmin"]
+            if self.cfg.vat_weight:
+                parts["vat"] = vat_loss(lambda z: _pick(logits_fn(z), self.trained), x, trained,
+                                        model=model, cfg=self.vat)
+                total = total + self.cfg.vat_weight * parts["vat"]
+            if self.cfg.rotation_weight:
+                images = select_rotation_frames(x, mask, self.rotation_frames) if multi else x
+                rotated, rot_targets = rotate_batch(images)
+                parts["rotation"] = rotation_loss(model.rotation_logits(rotated), rot_targets)
+                total = total + self.cfg.rotation_weight * parts["rotation"]
         return total, {k: v.detach() for k, v in parts.items()}
 
 
@@ -126,6 +131,14 @@ def _unpack(batch, device: str):
         return frames.to(device), mask.to(device), targets.to(device)
     images, targets, _ = batch  # FrameDataset: images [B,1,S,S]
     return images.to(device), None, targets.to(device)
+
+
+def clean_forward(device: str):
+    """forward(model, batch) on a training loader's batch without perturbation (precise BatchNorm)."""
+    def forward(model: nn.Module, batch) -> dict:
+        x, mask, _ = _unpack(batch, device)
+        return model(x, mask) if mask is not None else model.frame_logits(x)
+    return forward
 
 
 @torch.no_grad()
