@@ -93,7 +93,9 @@ class ModelRegistry:
 
     # --- writing (CLI / trainer) ---
     def add(self, onnx_path: str | Path, version: str | None = None, *, make_current: bool = False) -> str:
-        """Copy a model (and model.int8.onnx / metrics.json beside it) in as a new version.
+        """Copy a model (and model.int8.onnx / metrics.json / split.json / model.pt beside it) in as a new version.
+
+        split.json and model.pt let a retraining job keep the same validation subjects and warm-start.
 
         The version id is `version`, else recmeta's model_version, else a timestamp. The model
         is loaded once first so that a file breaking the ONNX contract is never added.
@@ -112,7 +114,7 @@ class ModelRegistry:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions_dir))
         try:
             shutil.copyfile(src, tmp / MODEL_FILE)
-            for extra in (INT8_FILE, METRICS_FILE):
+            for extra in (INT8_FILE, METRICS_FILE, "split.json", "model.pt"):
                 if (src.parent / extra).is_file() and src.name != extra:
                     shutil.copyfile(src.parent / extra, tmp / extra)
             (tmp / "recmeta.json").write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")

@@ -23,6 +23,8 @@ def built(tmp_path):
         paths[version] = run / MODEL_FILE
     (tmp_path / "run1" / INT8_FILE).write_bytes(paths["run1"].read_bytes())
     (tmp_path / "run1" / METRICS_FILE).write_text(json.dumps({"accuracy": 0.5}))
+    (tmp_path / "run1" / "split.json").write_text(json.dumps({"recordings": {"val": ["r1"]}}))
+    (tmp_path / "run1" / "model.pt").write_bytes(b"warm-start weights")
     return paths
 
 
@@ -32,7 +34,9 @@ def test_add_takes_version_from_recmeta_and_becomes_current_when_first(tmp_path,
     assert reg.add(built["run1"]) == "run1-meta"
     assert reg.current() == "run1-meta"
     folder = reg.version_dir("run1-meta")
-    assert {p.name for p in folder.iterdir()} >= {MODEL_FILE, INT8_FILE, METRICS_FILE}
+    # split.json and model.pt travel too: retraining keeps the val subjects and warm-starts
+    assert {p.name for p in folder.iterdir()} >= {MODEL_FILE, INT8_FILE, METRICS_FILE, "split.json", "model.pt"}
+    assert (folder / "model.pt").read_bytes() == b"warm-start weights"
     assert (folder / MODEL_FILE).read_bytes() == built["run1"].read_bytes()
     # a second add does not switch unless asked
     assert reg.add(built["run2"], "second") == "second"
