@@ -6,7 +6,7 @@ accuracy rose after the annotators added the rest of the annotations (measured, 
    WORK/split.json and reused by later runs) fixes the validation and test subjects. An initial
    model is trained on it with training.fit and installed as current in a fresh MODEL_DIR
    (`python -m backend.models add --use`; its split.json and model.pt go where the active-learning
-   jobs look for them: MODEL_DIR/active_learning/artifacts/<version>/).
+   jobs look for them beside the model: MODEL_DIR/versions/<version>/).
 2. A fake Label Studio on loopback (legacy token check) serves the FULL export.
 3. The real backend (`python -m backend`) runs on a free loopback port with that MODEL_DIR; a
    START_TRAINING webhook is sent and GET /training is polled until the job ends.
@@ -206,12 +206,10 @@ def main(argv: list[str] | None = None) -> int:
                           "--data-root", str(BENCH_ROOT), "--split", str(split), "--out", str(init_run),
                           "--no-progress", "--epochs-per-step", str(args.init_epochs), *fit_args],
                          run / "initial_fit.log")
+    # fit --split does not copy the split into the run; `models add` carries split.json + model.pt
+    (init_run / "split.json").write_bytes(split.read_bytes())
     run_cli(["backend.models", "--model-dir", str(model_dir), "add", str(init_run / "model.onnx"),
              "--version", "initial", "--use"], run / "models_add.log")
-    artifacts = model_dir / "active_learning" / "artifacts" / "initial"
-    artifacts.mkdir(parents=True)
-    (artifacts / "split.json").write_bytes(split.read_bytes())  # fit --split does not copy it into the run
-    (artifacts / "model.pt").write_bytes((init_run / "model.pt").read_bytes())
 
     server = ExportServer(full if args.serve == "full" else so_far, API_KEY)
     port = free_port()

@@ -14,7 +14,6 @@ import pytest
 import backend.registry
 from backend.active_learning import handle_webhook, recover_on_startup, runners, training_status
 from backend.active_learning.config import config_from_settings
-from backend.active_learning.promotion import artifacts_dir
 from backend.active_learning.store import ProjectStore
 from backend.active_learning.worker import run_job_file
 from backend.registry import ModelRegistry
@@ -101,7 +100,7 @@ def test_local_jobs_promote_warm_start_and_gate_on_tolerance(tmp_path, ls, env, 
     assert second["job_id"] != first["job_id"] and second["promoted"] and second["warm_start"], second
     request = (Path(settings.model_dir) / "active_learning/projects/1/jobs" / second["job_id"] / "run/request.json")
     request = json.loads(request.read_text())
-    first_artifacts = artifacts_dir(settings.model_dir, first["version"])
+    first_artifacts = registry.version_dir(first["version"])  # split.json + model.pt travel with the model
     assert request["split"] == str(first_artifacts / "split.json")  # same validation subjects
     assert request["init_from"] == str(first_artifacts / "model.pt") and request["epochs_per_step"] == "2"
     assert second["metrics"]["current_version"] == first["version"]
@@ -203,7 +202,6 @@ def test_disk_full_while_copying_into_the_registry(tmp_path, ls, env, in_process
     registry = ModelRegistry(settings.model_dir)
     assert registry.current() == seed and [v.version for v in registry.versions()] == [seed]
     assert [p.name for p in registry.versions_dir.iterdir()] == [seed]  # no half-written folder
-    assert not list((Path(settings.model_dir) / "active_learning/artifacts").iterdir())
 
 
 def _state_with_running(settings, **job):

@@ -54,7 +54,7 @@ def test_real_training_job_then_warm_start(tmp_path, monkeypatch):
     assert second["status"] == "succeeded" and second["warm_start"] and second["promoted"], second
     jobs = tmp_path / "models/active_learning/projects/1/jobs"
     fit_config = json.loads((jobs / second["job_id"] / "run/config.json").read_text())
-    kept = tmp_path / "models/active_learning/artifacts" / first["version"]
+    kept = tmp_path / "models/versions" / first["version"]  # split.json + model.pt travel with the model
     assert fit_config["split"] == str(kept / "split.json") and fit_config["init_from"] == str(kept / "model.pt")
     first_split = json.loads((jobs / first["job_id"] / "run/split.json").read_text())
     assert json.loads((kept / "split.json").read_text()) == first_split  # same validation subjects

@@ -1,14 +1,13 @@
 """Promotion: compare the new model with the current one on the same validation subjects and,
 when it is not worse by more than PROMOTE_TOLERANCE, add it to the registry and switch `current`.
 
-Besides model.onnx (+ metrics.json) in the registry, a promoted version keeps its split.json and
-model.pt (warm-start checkpoint) under MODEL_DIR/active_learning/artifacts/<version>/, written
-before the version exists, so the next job can keep the same validation subjects and warm-start.
+A promoted version carries its split.json and model.pt (warm-start checkpoint) in its registry
+folder (backend.registry copies them with the model), so the next job keeps the same validation
+subjects and warm-starts; a version added by hand with `python -m backend.models add` does too.
 """
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from backend.registry import ModelRegistry, RegistryError
 
 SPLIT_FILE = "split.json"
 CHECKPOINT_FILE = "model.pt"
-ARTIFACT_FILES = (SPLIT_FILE, CHECKPOINT_FILE)
 
 
 @dataclass(frozen=True)
@@ -33,10 +31,6 @@ class Decision:
     reason: str
 
 
-def artifacts_dir(model_dir: Path, version: str) -> Path:
-    return Path(model_dir) / "active_learning" / "artifacts" / version
-
-
 def current_model(model_dir: Path) -> CurrentModel | None:
     registry = ModelRegistry(model_dir)
     version = registry.current()
@@ -47,11 +41,8 @@ def current_model(model_dir: Path) -> CurrentModel | None:
     except RegistryError:
         return None  # a pointer to a missing version: treat as no model, the job trains from scratch
 
-    def find(name: str) -> Path | None:  # beside the model first (a hand-added version), else our artifacts
-        for folder in (onnx.parent, artifacts_dir(model_dir, version)):
-            if (folder / name).is_file():
-                return folder / name
-        return None
+    def find(name: str) -> Path | None:
+        return onnx.parent / name if (onnx.parent / name).is_file() else None
 
     return CurrentModel(version, onnx, find(SPLIT_FILE), find(CHECKPOINT_FILE))
 
@@ -72,23 +63,12 @@ def decide(new_score: float | None, current_score: float | None, tolerance: floa
 
 
 def promote(model_dir: Path, run_dir: Path, version: str, split: Path) -> str:
-    """Store artifacts, add the version, switch `current`; the previous version stays listed."""
-    target = artifacts_dir(model_dir, version)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
-        shutil.copyfile(split, tmp / SPLIT_FILE)
-        if (run_dir / CHECKPOINT_FILE).is_file():
-            shutil.copyfile(run_dir / CHECKPOINT_FILE, tmp / CHECKPOINT_FILE)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Add the run's model (with its split.json and model.pt) as a version and switch `current`;
+    the previous version stays listed. The registry copies into a temp folder and renames it, so
+    nothing half-written is ever a version."""
+    if (run_dir / SPLIT_FILE).resolve() != Path(split).resolve():
+        shutil.copyfile(split, run_dir / SPLIT_FILE)  # the split this model was trained and scored on
     registry = ModelRegistry(model_dir)
-    try:
-        registry.add(run_dir / "model.onnx", version)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
+    registry.add(run_dir / "model.onnx", version)
     registry.use(version)
     return version
