@@ -14,4 +14,5 @@ $PY -m training.synthetic --out "$work/recordings" --recordings ${DEFAULT_RECORD
 $PY -m training.fit --export "$work/recordings/export.json" --label-config label_config.xml \
     --data-root "$work" --out "$work/run" --image-size ${DEFAULT_IMAGE_SIZE:-64} --frames 10 \
     --epochs-per-step ${DEFAULT_EPOCHS:-4} --seed 0
-$PY -m backend.models --model-dir "$MODEL_DIR" add "$work/run/model.onnx" --use
+$PY -m backend.models --model-dir "$MODEL_DIR" add "$work/run/model.onnx" --use \
+    --version "default-synthetic-$(date -u +%Y%m%d-%H%M%S)"
