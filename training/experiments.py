@@ -74,7 +74,7 @@ S4L_ARMS = {
     "no_entmin": ({"entmin_weight": 0.0}, {}),
     "no_rotation": ({"rotation_weight": 0.0}, {}),
     # probes of why S4L does (not) beat supervised training (docs/results.md):
-    "vat_xi": ({"vat_xi": 0.1}, {}),  # losses/vat.py measured xi=1e-6 to be below float32 resolution
+    "vat_xi": ({"vat_xi": 0.1}, {}),  # losses/vat.py: xi=1e-6 is below float32 resolution (the default since f5fef2c)
     "sup_weight1": ({"supervised_weight": 1.0}, {}),  # CE 1.0 vs 3 x 0.3 unsupervised: labels lead
     "pl_conf90": ({}, {"pseudo_label_threshold": 0.9}),  # step 2 keeps confident pseudo-labels only
 }
