@@ -6,8 +6,6 @@ cd "$(dirname "$0")/.."
 MODEL_DIR=${MODEL_DIR:-models}
 work=${DEFAULT_MODEL_WORK:-.cache/default-model}
 PY=.venv/bin/python
-jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-[ -e "$jemalloc" ] && export LD_PRELOAD="$jemalloc${LD_PRELOAD:+:$LD_PRELOAD}"
 rm -rf "$work" && mkdir -p "$work"
 $PY -m training.synthetic --out "$work/recordings" --recordings ${DEFAULT_RECORDINGS:-160} --subjects 40 \
     --frames 10 --size 96 --label-fraction 0.5 --seed 0

@@ -5,6 +5,5 @@
 # e.g. scripts/results.sh --bench nuaa --seeds 0.  CPU: ~2-3 hours on 2 cores for the whole grid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2  # ~3x faster CPU training (docs/cpu-facts)
-[ -e "$jemalloc" ] && export LD_PRELOAD="$jemalloc${LD_PRELOAD:+:$LD_PRELOAD}"
+# No jemalloc here: glibc malloc trained ~1.5x faster on these machines (docs/training.md).
 exec .venv/bin/python -m training.experiments --out docs/results --doc docs/results.md "$@"

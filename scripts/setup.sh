@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# jemalloc (3x faster training steps, cpu-facts) and redis-server (RQ job queue tests). Best effort without root.
+# jemalloc (the serving image preloads it) and redis-server (RQ job queue tests). Best effort without root.
 need=()
 [ -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 ] || need+=(libjemalloc2)
 command -v redis-server >/dev/null || need+=(redis-server)

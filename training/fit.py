@@ -3,7 +3,8 @@
 A run directory holds: config.json, split.json, log.jsonl, checkpoints/, metrics.json, model.pt
 (final weights + config), model.onnx (with recmeta incl. per-head temperatures fitted on validation)
 and report.html. Works under `torchrun --nproc_per_node K` (rank 0 writes the files).
-Preload jemalloc for ~3x faster CPU training (docs/cpu-facts): LD_PRELOAD=.../libjemalloc.so.2.
+Allocator: on our 2-core machines glibc malloc trained ~1.5x faster than jemalloc (docs/training.md,
+benchmarks/train_speed.py), so training does not preload jemalloc.
 """
 from __future__ import annotations
 
@@ -91,13 +92,6 @@ def _init_weights(model: RecordingModel, warm, say) -> None:
         + (f"; new heads {new_heads} start fresh" if new_heads else ""))
 
 
-def jemalloc_loaded() -> bool:
-    try:
-        return "libjemalloc" in Path("/proc/self/maps").read_text()
-    except OSError:
-        return True  # not Linux: nothing to say
-
-
 def fit(cfg: FitConfig, *, resume: bool = False) -> Path:
     """Run the whole training (S4L steps, calibration, ONNX export, report); return the run dir."""
     ctx = init_distributed()
@@ -115,9 +109,6 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
         torch.set_num_threads(cfg.recipe.num_threads)
     torch.backends.cudnn.benchmark = False  # deterministic where it is cheap (GPU runs)
     torch.backends.cudnn.deterministic = True
-    if not jemalloc_loaded():
-        say("warning: jemalloc is not preloaded; CPU training runs ~3x slower with glibc malloc "
-            "(LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2)", file=sys.stderr)
     _write_config(run, cfg, resume, ctx)
     schema = load_label_config(cfg.label_config)
     export = read_export(cfg.export, schema)
