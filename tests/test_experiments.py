@@ -1,7 +1,6 @@
 """training.experiments: the grid, the arms' configurations, and one tiny end-to-end pass on synthetic data."""
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
