@@ -26,7 +26,6 @@ import json
 import os
 import random
 import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,10 @@ import time
 from pathlib import Path
 
 import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python benchmarks/...` puts only benchmarks/ on the path
+from tests.e2e.server_process import free_port, wait_for_health  # noqa: E402  (shared with the tests)
 
 BENCH_ROOT = Path("/work/shared/benchmarks")  # LOCAL_FILES_DOCUMENT_ROOT of the nuaa frame URLs
 NUAA = BENCH_ROOT / "nuaa"
@@ -99,26 +102,6 @@ class ExportServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the backend exited with {proc.returncode} before answering /health")
-        try:
-            if requests.get(f"{url}/health", timeout=2).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"the backend did not answer {url}/health within {timeout_s} s")
 
 
 def trigger_and_wait(url: str, label_config: str, timeout_s: float) -> dict:
@@ -223,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                                stdout=backend_log, stderr=subprocess.STDOUT, env=child_env(env))
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, backend)
+        wait_for_health(url, backend, 120.0, log=run / "backend.log")
         job = trigger_and_wait(url, label_config.read_text(), args.timeout_s)
     finally:
         backend.terminate()

@@ -8,7 +8,8 @@ import sys
 import time
 
 from training.schema import load_label_config
-from training.split import split_subjects, summary
+from training.split import split_subjects
+from training.split_report import summary
 from training.synthetic import random_recordings
 
 LIMIT_S = 30.0

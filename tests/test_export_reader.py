@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.export_reader import (
+from training.export_problems import (
     BadFramesError,
     ExportError,
     MissingDataError,
@@ -12,8 +12,8 @@ from training.export_reader import (
     UnknownClassError,
     UnknownQuestionError,
     problem_report,
-    read_export,
 )
+from training.export_reader import read_export
 from training.schema import load_label_config
 
 
@@ -203,6 +203,6 @@ def test_data_side_modules_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, training.propagation, training.export_reader, training.frame_source, "
+    code = ("import sys, training.propagation, training.export_reader, training.export_problems, training.frame_source, "
             "training.ls_auth, training.preprocess; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

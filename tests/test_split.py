@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from training.export_reader import Recording
-from training.split import SPLITS, SplitConfig, build_units, main, split_subjects, targets
+from training.split import main, split_subjects
+from training.split_problem import SPLITS, SplitConfig, build_units, targets
 from training.synthetic import random_recordings
 
 

@@ -26,62 +26,18 @@ Import files without task ids (tasks.json) get their position in the list as tas
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
+from training.export_problems import ExportError, Problem, ProblemLog, problem_report
 from training.propagation import load_rules
 from training.schema import LabelSchema
 
-DATA_LOSING = frozenset({"missing_data", "bad_frames", "not_a_list", "unknown_question", "unknown_class"})
-INFO_CODES = frozenset({"cancelled"})
+# The reader's API; the problem vocabulary (codes, ExportError subclasses) is in export_problems.py.
+__all__ = ["ExportData", "ExportError", "Problem", "Recording", "problem_report", "read_export"]
+
 _MIN_META_KEYS = frozenset({"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time"})
-
-
-class ExportError(ValueError):
-    """The export cannot be read (or, with strict=True, a task loses data)."""
-
-
-class MissingDataError(ExportError): ...
-
-
-class BadFramesError(ExportError): ...
-
-
-class NotAListError(ExportError): ...
-
-
-class UnknownQuestionError(ExportError): ...
-
-
-class UnknownClassError(ExportError): ...
-
-
-ERRORS = {
-    "missing_data": MissingDataError,
-    "bad_frames": BadFramesError,
-    "not_a_list": NotAListError,
-    "unknown_question": UnknownQuestionError,
-    "unknown_class": UnknownClassError,
-}
-
-
-@dataclass(frozen=True)
-class Problem:
-    code: str
-    task_id: int | str | None
-    annotation_id: int | str | None
-    message: str
-
-    @property
-    def severity(self) -> str:
-        return "info" if self.code in INFO_CODES else "error" if self.code in DATA_LOSING else "warning"
-
-    def __str__(self) -> str:
-        ann = f" annotation {self.annotation_id}" if self.annotation_id is not None else ""
-        return f"[{self.severity}] {self.code}: task {self.task_id}{ann}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -99,26 +55,6 @@ class Recording:
 class ExportData:
     recordings: list[Recording]
     problems: list[Problem]
-
-
-def problem_report(problems: Iterable[Problem]) -> Iterator[str]:
-    """Printable lines: one per problem, then a count per code."""
-    problems = list(problems)
-    yield from (str(p) for p in problems)
-    counts = Counter(p.code for p in problems)
-    yield "problems: " + (", ".join(f"{code}={n}" for code, n in sorted(counts.items())) or "none")
-
-
-class _Problems(list):
-    def __init__(self, strict: bool):
-        super().__init__()
-        self.strict = strict
-
-    def add(self, code: str, task_id, annotation_id, message: str) -> None:
-        problem = Problem(code, task_id, annotation_id, message)
-        if self.strict and code in DATA_LOSING:
-            raise ERRORS[code](str(problem))
-        self.append(problem)
 
 
 def _load(path_or_list) -> list:
@@ -171,7 +107,7 @@ def _recency(ann: dict) -> tuple:
     return ts(ann.get("updated_at")), ts(ann.get("created_at")), ann_id if isinstance(ann_id, int) else -1
 
 
-def _answers(ann: dict, task_id, schema: LabelSchema, problems: _Problems) -> dict[str, str]:
+def _answers(ann: dict, task_id, schema: LabelSchema, problems: ProblemLog) -> dict[str, str]:
     """{question: class} of one annotation; bad results are reported and dropped."""
     out: dict[str, str] = {}
     ann_id = ann.get("id")
@@ -196,7 +132,7 @@ def _answers(ann: dict, task_id, schema: LabelSchema, problems: _Problems) -> di
     return out
 
 
-def _merge(task_id, annotations: list, schema: LabelSchema, problems: _Problems) -> dict[str, str]:
+def _merge(task_id, annotations: list, schema: LabelSchema, problems: ProblemLog) -> dict[str, str]:
     """Apply the module's merge policy to a task's annotations."""
     kept = []
     for ann in annotations:
@@ -226,7 +162,7 @@ def _merge(task_id, annotations: list, schema: LabelSchema, problems: _Problems)
     return labels
 
 
-def _frames(task_id, data, schema: LabelSchema, problems: _Problems) -> tuple[str, ...] | None:
+def _frames(task_id, data, schema: LabelSchema, problems: ProblemLog) -> tuple[str, ...] | None:
     if not isinstance(data, dict):
         problems.add("missing_data", task_id, None, "task has no 'data' object; skipped")
         return None
@@ -253,7 +189,7 @@ def read_export(path_or_list, schema: LabelSchema, *, strict: bool = False, prop
     if items and not any(isinstance(t, dict) and ("annotations" in t or "data" in t) for t in items):
         items = _min_rows_to_tasks(items, schema)
     rules = load_rules(schema) if propagate else None
-    problems = _Problems(strict)
+    problems = ProblemLog(strict)
     recordings = []
     for pos, task in enumerate(items):
         if not isinstance(task, dict):

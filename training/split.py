@@ -23,6 +23,8 @@ each to the split furthest below its recording target); split.json records which
 CBC stops when the objective is within gap_recordings (default one) recording per (split, class) of
 its bound (gapAbs) or
 at the time limit; the result is deterministic unless the time limit is what stopped it.
+
+Units, targets and tolerances: split_problem.py; deviation, random baseline, summary: split_report.py.
 """
 from __future__ import annotations
 
@@ -30,93 +32,14 @@ import argparse
 import json
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pulp
 
 from training.schema import LabelSchema, load_label_config
-
-SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train, val, test
-    seed: int = 0
-    time_limit_s: float = 20.0  # for all solver attempts together
-    subject_tolerance: float = 0.02  # share of subjects (at least one subject)
-    recording_tolerance: float = 0.03  # share of recordings
-    relax_factors: tuple[float, ...] = (1.0, 2.0, 4.0)  # tolerance multipliers tried before greedy
-    gap_recordings: float = 1.0  # CBC stops within this many recordings per (split, class) of the bound
-
-    def __post_init__(self):
-        if len(self.ratios) != 3 or any(r <= 0 for r in self.ratios) or abs(sum(self.ratios) - 1) > 1e-6:
-            raise ValueError(f"ratios must be three positive numbers summing to 1 (train,val,test), got {self.ratios}")
-
-
-@dataclass(frozen=True)
-class Unit:
-    """Subjects that must share a split, with their recordings and labelled class counts."""
-
-    subjects: tuple[str, ...]
-    recordings: tuple[str, ...]
-    counts: tuple[int, ...]  # per (label, class) column, see class_columns()
-
-
-def class_columns(schema: LabelSchema) -> list[tuple[str, str]]:
-    return [(spec.name, cls) for spec in schema.labels for cls in spec.classes]
-
-
-def subject_of(recording) -> str:
-    return recording.subject_id or f"recording:{recording.recording_id}"
-
-
-def build_units(recordings, schema: LabelSchema, duplicate_groups=()) -> tuple[list[Unit], list[list[str]]]:
-    """Group recordings by subject, merge subjects linked by duplicate groups (union-find).
-    Returns units sorted by their subjects and the merged subject groups."""
-    parent: dict[str, str] = {}
-
-    def find(a: str) -> str:
-        while parent.setdefault(a, a) != a:
-            parent[a] = parent[parent[a]]  # path halving
-            a = parent[a]
-        return a
-
-    per_subject: dict[str, list] = defaultdict(list)
-    for rec in recordings:
-        per_subject[subject_of(rec)].append(rec)
-    for group in duplicate_groups:
-        group = [s for s in group if s in per_subject]
-        for other in group[1:]:
-            ra, rb = sorted((find(group[0]), find(other)))
-            parent[rb] = ra
-    members: dict[str, list[str]] = defaultdict(list)
-    for subject in sorted(per_subject):
-        members[find(subject)].append(subject)
-    column = {key: i for i, key in enumerate(class_columns(schema))}
-    units = []
-    for subjects in sorted(members.values()):
-        counts = [0] * len(column)
-        recs = [r for s in subjects for r in per_subject[s]]
-        for rec in recs:
-            for name, cls in rec.labels.items():
-                if (name, cls) in column:
-                    counts[column[(name, cls)]] += 1
-        units.append(Unit(tuple(subjects), tuple(sorted(r.recording_id for r in recs)), tuple(counts)))
-    return units, [list(u.subjects) for u in units if len(u.subjects) > 1]
-
-
-def targets(units: list[Unit], cfg: SplitConfig, factor: float = 1.0) -> dict:
-    n_sub = sum(len(u.subjects) for u in units)
-    n_rec = sum(len(u.recordings) for u in units)
-    return {
-        "subjects": [r * n_sub for r in cfg.ratios],
-        "recordings": [r * n_rec for r in cfg.ratios],
-        "subject_tol": factor * max(cfg.subject_tolerance * n_sub, 1.0),
-        "recording_tol": factor * cfg.recording_tolerance * n_rec,
-    }
+from training.split_problem import SPLITS, SplitConfig, Unit, build_units, class_columns, targets
+from training.split_report import deviation, random_split, summary
 
 
 def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: float) -> tuple[list[int] | None, str]:
@@ -182,40 +105,6 @@ def greedy_split(units: list[Unit], cfg: SplitConfig) -> list[int]:
     return assign
 
 
-def random_split(units: list[Unit], cfg: SplitConfig) -> list[int]:
-    """Baseline: shuffle units (seeded) and cut at the subject ratios."""
-    n_sub = sum(len(u.subjects) for u in units)
-    bounds = np.cumsum(cfg.ratios) * n_sub
-    assign, seen = [0] * len(units), 0
-    for i in np.random.default_rng(cfg.seed).permutation(len(units)):
-        assign[i] = int(np.searchsorted(bounds, seen, side="right"))
-        seen += len(units[i].subjects)
-    return [min(s, 2) for s in assign]
-
-
-def deviation(units: list[Unit], assign: list[int], cfg: SplitConfig) -> dict:
-    """How far an assignment is from the ratios, in subjects, recordings and labelled classes."""
-    tg = targets(units, cfg)
-    subs, recs = np.zeros(3), np.zeros(3)
-    counts = np.zeros((3, len(units[0].counts) if units else 0))
-    for u, s in zip(units, assign):
-        subs[s] += len(u.subjects)
-        recs[s] += len(u.recordings)
-        counts[s] += u.counts
-    totals = counts.sum(axis=0)
-    abs_dev = np.abs(counts - np.outer(cfg.ratios, totals))
-    sub_dev = subs - tg["subjects"]
-    rec_dev = recs - tg["recordings"]
-    return {
-        "subjects": {name: round(float(d), 3) for name, d in zip(SPLITS, sub_dev)},
-        "recordings": {name: round(float(d), 3) for name, d in zip(SPLITS, rec_dev)},
-        "class_abs_dev": round(float(abs_dev.sum()), 3),
-        "class_rel_dev": round(float((abs_dev[:, totals > 0] / totals[totals > 0]).sum()), 4),
-        "tolerances_met": bool(np.all(np.abs(sub_dev) <= tg["subject_tol"] + 1e-9)
-                               and np.all(np.abs(rec_dev) <= tg["recording_tol"] + 1e-9)),
-    }
-
-
 def split_subjects(recordings, schema: LabelSchema, ratios=(0.7, 0.1, 0.2), seed: int = 0,
                    time_limit_s: float = 20.0, duplicate_groups=(), config: SplitConfig | None = None) -> dict:
     """Assign whole subjects to train/val/test; returns the split.json dict (see module doc)."""
@@ -266,19 +155,6 @@ def split_subjects(recordings, schema: LabelSchema, ratios=(0.7, 0.1, 0.2), seed
                    "fallback": fallback, "attempts": attempts},
         "duplicate_merges": merges,
     }
-
-
-def summary(result: dict) -> str:
-    dev, rnd, solver = result["deviation"], result["random_deviation"], result["solver"]
-    lines = [f"subjects  per split: " + ", ".join(f"{k} {len(v)}" for k, v in result["subjects"].items()),
-             f"recordings per split: " + ", ".join(f"{k} {len(v)}" for k, v in result["recordings"].items()),
-             f"solver: {solver['status']} in {solver['time']} s, fallback: {solver['fallback']}",
-             f"duplicate merges: {len(result['duplicate_merges'])}",
-             f"{'':8}{'class_rel_dev':>14}{'class_abs_dev':>14}  tolerances met  deviation from target, in subjects / in recordings"]
-    for name, d in (("ILP", dev), ("random", rnd)):
-        lines.append(f"{name:8}{d['class_rel_dev']:>14}{d['class_abs_dev']:>14}  {str(d['tolerances_met']):14}  "
-                     f"{d['subjects']} / {d['recordings']}")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,16 +3,14 @@ an installed model and our backend as a subprocess."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from .ls_server import REPO_ROOT, LabelStudio, LabelStudioConfig, free_port
+from .ls_server import REPO_ROOT, LabelStudio, LabelStudioConfig
+from .server_process import free_port, stop_process_group, wait_for_health
 
 RECORDINGS = 5  # a handful of tasks keeps the module within ~3 minutes on 2 shared cores
 FRAMES = 3
@@ -98,29 +96,9 @@ def start_backend(tmp_path):
         log.close()  # the child holds its own copy
         started.append(proc)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"backend exited with {proc.returncode}: {_tail(log_path)}")
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    return url
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"backend did not answer /health within {timeout_s} s: {_tail(log_path)}")
+        wait_for_health(url, proc, timeout_s, log=log_path)
+        return url
 
     yield start
     for proc in started:  # each backend leads its own process group (uvicorn workers included)
-        if proc.poll() is not None:
-            continue
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(15)
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    return Path(path).read_text(errors="replace")[-chars:]
+        stop_process_group(proc, 15)

@@ -10,7 +10,8 @@ import sys
 import pytest
 import requests
 
-from .ls_server import REPO_ROOT, free_port
+from .ls_server import REPO_ROOT
+from .server_process import free_port
 
 pytestmark = pytest.mark.e2e
 
