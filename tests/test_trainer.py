@@ -65,8 +65,11 @@ def test_model_learns_the_easy_labels(tmp_path):
     result = _run(data, cfg, tmp_path / "run")
     truth = {n: data.truth[data.test_rows, i] for i, n in enumerate(data.schema.names)}
     metrics = evaluate(data.schema, truth, softmax(result.steps[3]["test_logits"]))["labels"]
-    for easy in ("car_recording", "wearing_face_mask"):  # chance: 0.5
-        assert metrics[easy]["n"] >= 10 and metrics[easy]["balanced_accuracy"] >= 0.75, (easy, metrics[easy])
+    # Chance is 0.5 for both. Measured over seeds 0/1 (with and without labelled batches): car_recording
+    # 1.0, wearing_face_mask 0.74-0.84; a model that learned nothing stays near 0.5 +- 0.08 (n = 40).
+    easy = {n: metrics[n] for n in ("car_recording", "wearing_face_mask")}
+    assert all(m["n"] >= 10 and m["balanced_accuracy"] >= 0.7 for m in easy.values()), easy
+    assert easy["car_recording"]["balanced_accuracy"] >= 0.9, easy
     # Balanced accuracy by chance is 1 / classes: on average over the labels it must beat that clearly.
     lift = [m["balanced_accuracy"] - 1 / len(data.schema[n].classes) for n, m in metrics.items() if m["n"] >= 5]
     assert len(lift) >= 8 and np.mean(lift) >= 0.1, lift

@@ -71,6 +71,10 @@ class RecipeConfig:
     finetune_min_lr_fraction: float = 0.1  # step 3 decays to lr / 10
     batch_size: int = 0  # 0 = thesis default for the model kind (multi 12 recordings, single 128 frames)
     eval_batch_size: int = 32  # recordings per evaluation batch
+    # Share of every training batch drawn from items with a true label (oversampled), the rest from all
+    # items; same batches for every step and arm, only the loss differs (training/labelled_batches.py).
+    # 0 = plain shuffle, where sparse labels leave most batches without a supervised term.
+    labelled_share: float = 0.5
     pseudo_label_threshold: float = 0.0  # step 2: min. confidence to keep a pseudo-label (0 = all)
     rotation_frames: int = 2  # multi: frames per recording that get the 4-way rotation task
     precise_bn: bool = True  # re-estimate BatchNorm statistics after every epoch (training/precise_bn.py)
@@ -84,6 +88,8 @@ class RecipeConfig:
             raise ValueError(f"recipe.steps must be increasing values from 1, 2, 3; got {self.steps!r}")
         if self.epochs_per_step < 1:
             raise ValueError(f"recipe.epochs_per_step must be >= 1; got {self.epochs_per_step}")
+        if not 0.0 <= self.labelled_share <= 1.0:
+            raise ValueError(f"recipe.labelled_share must be in [0, 1]; got {self.labelled_share}")
         if not 0.0 <= self.pseudo_label_threshold <= 1.0:
             raise ValueError(f"recipe.pseudo_label_threshold must be in [0, 1]; got {self.pseudo_label_threshold}")
 

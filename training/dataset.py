@@ -194,6 +194,11 @@ class RecordingDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def item_rows(self) -> list[int]:
+        """The store row of every item, in item order."""
+        return self.rows
+
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -221,6 +226,10 @@ class FrameDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:  # same interface as RecordingDataset; nothing is random here
         pass
+
+    @property
+    def item_rows(self) -> list[int]:
+        return [row for row, _ in self.items]
 
     def __len__(self) -> int:
         return len(self.items)

@@ -11,6 +11,7 @@ pass; no weight changes. Under DDP every rank averages its shard, then the ranks
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Iterable
 
 import torch
@@ -44,7 +45,7 @@ def recompute_bn_stats(model: nn.Module, batches: Iterable, forward: Callable[[n
         m.train()
     seen = 0
     try:
-        for batch in (first, *batches):
+        for batch in itertools.chain((first,), batches):  # lazily: a loader may be large
             forward(model, batch)
             seen += 1
     finally:

@@ -35,7 +35,7 @@ from training.pseudo_labels import make_pseudo_labels
 from training.schema import LabelSchema
 from training.trainer import (
     S4LObjective, checkpoint_path, clean_forward, latest_checkpoint, load_checkpoint, predict_logits,
-    save_checkpoint, seed_everything, softmax, train_epoch, train_loader,
+    save_checkpoint, seed_everything, softmax, stats_loader, train_epoch, train_loader,
 )
 
 
@@ -138,7 +138,14 @@ def _train_step(model, data: RecipeData, val: RecordingDataset, cfg: FitConfig, 
     else:
         train_ds = FrameDataset(data.store, data.train_rows, targets)
     frames_per_item = 1.0 if kind == "multi" else len(train_ds) / max(len(data.train_rows), 1)
-    loader, sampler = train_loader(train_ds, rc.train_batch_size(kind), ctx, seed=rc.seed + step)
+    batch_size = rc.train_batch_size(kind)
+    # True labels only (not step 2's pseudo-labels) make an item "labelled" for batch composition.
+    has_label = (data.train_targets >= 0).any(axis=1)
+    labelled = [i for i, row in enumerate(train_ds.item_rows) if has_label[row]]
+    per_batch = max(round(rc.labelled_share * batch_size), 1) if rc.labelled_share else 0
+    loader, sampler = train_loader(train_ds, batch_size, ctx, seed=rc.seed + step, labelled=labelled,
+                                   labelled_per_batch=per_batch)
+    bn_batches = stats_loader(train_ds, batch_size, ctx)
     weights = (None, None)
     if cfg.loss.class_weighting:
         heads = dict(zip(data.schema.names, (len(s.classes) for s in data.schema.labels)))
@@ -162,7 +169,7 @@ def _train_step(model, data: RecipeData, val: RecordingDataset, cfg: FitConfig, 
         stats = train_epoch(objective, loader, optimizer, scheduler, semi=step != 3, ctx=ctx,
                             progress=rc.progress, desc=f"step {step} epoch {epoch}/{rc.epochs_per_step}")
         if rc.precise_bn:  # every eval-mode use below (val, checkpoint -> best model, pseudo-labels, export)
-            recompute_bn_stats(model, loader, clean_forward(ctx.device), ctx)
+            recompute_bn_stats(model, bn_batches, clean_forward(ctx.device), ctx)
         score = None
         if len(val):
             metrics = evaluate(data.schema, truth, softmax(predict_logits(model, val, rc.eval_batch_size, ctx)))

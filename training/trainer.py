@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from training.config import LossConfig
 from training.dataset import RecordingDataset
+from training.labelled_batches import LabelledBatchSampler
 from training.distributed import DistContext, gather, mean_over_ranks, shard, sum_over_ranks
 from training.losses import (
     VatConfig, entropy_minimisation, masked_cross_entropy, rotate_batch, rotation_loss,
@@ -84,15 +85,29 @@ def seed_everything(*key: int) -> None:
     torch.manual_seed(value)
 
 
-def train_loader(dataset, batch_size: int, ctx: DistContext, seed: int) -> tuple[DataLoader, DistributedSampler]:
-    """Shuffled loader over this rank's shard; the sampler's set_epoch reshuffles reproducibly."""
-    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
-    per_rank = len(sampler)
+def train_loader(dataset, batch_size: int, ctx: DistContext, seed: int, *,
+                 labelled: Sequence[int] = (), labelled_per_batch: int = 0) -> tuple[DataLoader, object]:
+    """Shuffled loader over this rank's share; the sampler's set_epoch reshuffles reproducibly.
+
+    With `labelled_per_batch` > 0, every batch holds that many items drawn from the indices in
+    `labelled` (oversampled) and the rest from all items (training/labelled_batches.py)."""
+    per_rank = len(dataset) // ctx.world_size
     if per_rank < 2:
         raise ValueError(f"training needs >= 2 items per process (BatchNorm); this process has {per_rank}")
+    batch_size = min(batch_size, per_rank)
+    if labelled_per_batch > 0 and len(labelled):
+        sampler = LabelledBatchSampler(labelled, len(dataset), batch_size, min(labelled_per_batch, batch_size),
+                                       seed=seed, rank=ctx.rank, world_size=ctx.world_size)
+        return DataLoader(dataset, batch_sampler=sampler), sampler
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
     # Drop the last partial batch: a batch of 1 breaks BatchNorm; keep it when it is the only batch.
-    return DataLoader(dataset, batch_size=min(batch_size, per_rank), sampler=sampler,
-                      drop_last=per_rank > batch_size), sampler
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=per_rank > batch_size), sampler
+
+
+def stats_loader(dataset, batch_size: int, ctx: DistContext) -> DataLoader:
+    """Every item of this rank's shard once, in order: the clean pass of precise BatchNorm."""
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=len(sampler) > batch_size)
 
 
 def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, *, semi: bool,
