@@ -1,14 +1,22 @@
 """training.experiments: the grid, the arms' configurations, and one tiny end-to-end pass on synthetic data."""
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from training import evaluate, experiments
-from training.experiments import ABLATIONS, PROBES, S4L_ARMS, Arm, BENCHES, plan
+from training import evaluate
+from training.experiments import doc, runner, tables
+from training.experiments.__main__ import main as experiments_main
+from training.experiments.arms import ABLATIONS, ARMS, BENCHES, FRACTIONS, PROBES, S4L_ARMS, Arm, bench_paths, plan
+from training.experiments.bn_check import bn_check, bn_check_section
+from training.experiments.summaries import group, spread
+from training.export_reader import read_export
+from training.schema import load_label_config
 from training.synthetic import generate
 
 torch.set_num_threads(1)
@@ -18,20 +26,24 @@ REPO = Path(__file__).resolve().parents[1]
 def test_plan_pairs_both_arms_on_the_same_fractions_and_seeds():
     runs = plan("nuaa", (0, 1, 2))
     assert len({a.run_id for a in runs}) == len(runs)
-    for f in experiments.FRACTIONS:
+    for f in FRACTIONS:
         for s in (0, 1, 2):
             assert {a.recipe for a in runs if (a.fraction, a.seed, a.mode, a.kind) == (f, s, "mtl", "multi")} >= {"supervised", "s4l"}
     assert {a.recipe for a in runs if a.fraction == 0.3} >= {*ABLATIONS, *PROBES}
-    assert {(a.mode, a.kind) for a in runs} == {("mtl", "multi"), ("stl", "multi"), ("mtl", "single")}
-    assert {(a.mode, a.kind) for a in plan("facemask", (0,))} == {("mtl", "multi")}  # one label, one frame
+    variants = {("mtl", "multi", "concat"), ("stl", "multi", "concat"), ("mtl", "single", "concat"), ("mtl", "multi", "mean")}
+    assert {(a.mode, a.kind, a.fusion) for a in runs} == variants
+    for variant in variants - {("mtl", "multi", "concat")}:  # supervised, 100 %, every seed
+        assert {(a.recipe, a.fraction, a.seed) for a in runs if (a.mode, a.kind, a.fusion) == variant} == \
+            {("supervised", 1.0, s) for s in (0, 1, 2)}
+    assert {(a.mode, a.kind, a.fusion) for a in plan("facemask", (0,))} == {("mtl", "multi", "concat")}  # one label, one frame
     # the bar's runs (10 % and 30 %, both arms) come first
     assert {(a.recipe, a.fraction) for a in runs[:12]} == {(r, f) for r in ("supervised", "s4l") for f in (0.1, 0.3)}
 
 
 def test_fit_config_of_each_arm(tmp_path):
-    settings, paths = BENCHES["nuaa"], experiments.bench_paths("nuaa", tmp_path)
-    cfg = {r: experiments.fit_config(Arm(r, 0.3, 2), settings, paths, tmp_path / "split.json", tmp_path / "b" / "runs" / r, 1)
-           for r in experiments.ARMS}
+    settings, paths = BENCHES["nuaa"], bench_paths("nuaa", tmp_path)
+    cfg = {r: runner.fit_config(Arm(r, 0.3, 2), settings, paths, tmp_path / "split.json", tmp_path / "b" / "runs" / r, 1)
+           for r in ARMS}
     sup, full = cfg["supervised"], cfg["s4l"]
     assert sup.recipe.steps == (3,) and full.recipe.steps == (1, 2, 3)
     # supervised only: step 1's optimiser schedule, as many epochs as the three S4L steps
@@ -48,11 +60,60 @@ def test_fit_config_of_each_arm(tmp_path):
         assert (c.data.label_fraction, c.data.label_fraction_seed, c.recipe.seed, c.split) == (0.3, 2, 2, str(tmp_path / "split.json"))
 
 
+def test_fusion_is_an_arm_field_that_reaches_the_model_config_only(tmp_path):
+    settings, paths = BENCHES["nuaa"], bench_paths("nuaa", tmp_path)
+    concat, mean = Arm("supervised", 1.0, 0), Arm("supervised", 1.0, 0, fusion="mean")
+    # concat arms keep the ids their summaries were written under; other fusions get a suffix
+    assert concat.run_id == "supervised-mtl-multi-f100-s0" and mean.run_id == "supervised-mtl-multi-f100-s0-mean"
+    a, b = (runner.fit_config(arm, settings, paths, tmp_path / "split.json", tmp_path / "runs" / "x", 1) for arm in (concat, mean))
+    assert (a.model.fusion, b.model.fusion) == ("concat", "mean")
+    assert {**a.to_dict(), "model": None} == {**b.to_dict(), "model": None}
+    assert {**vars(a.model), "fusion": None} == {**vars(b.model), "fusion": None}
+
+
+def test_the_stored_summaries_still_load_under_their_run_ids():
+    files = sorted(REPO.glob("docs/results/*/runs/*.json"))
+    if not files:
+        pytest.skip("no stored run summaries in docs/results")
+    for path in files:
+        s = json.loads(path.read_text())
+        assert Arm(**s["arm"]).run_id == s["run_id"] == path.stem, path
+
+
+def _summary(recipe, seed, accuracies, fusion=None, kind="multi"):
+    """A run summary as far as the tables read it; fusion None = written before Arm.fusion existed."""
+    arm = {"recipe": recipe, "fraction": 1.0, "seed": seed, "mode": "mtl", "kind": kind}
+    if fusion:
+        arm["fusion"] = fusion
+    labels = {n: {"balanced_accuracy": v, "n": 4, "per_class": {"A": {"n": 2}, "B": {"n": 2}}} for n, v in accuracies.items()}
+    return {"arm": arm, "test": {"metrics": {"mean_balanced_accuracy": float(np.mean(list(accuracies.values()))),
+                                            "labels": labels}}}
+
+
+def test_variants_table_has_the_mean_fusion_column_against_concat():
+    runs = [_summary("supervised", 0, {"x": 0.5, "y": 0.7}), _summary("supervised", 1, {"x": 0.7, "y": 0.7}),
+            _summary("supervised", 0, {"x": 0.9, "y": 0.6}, "mean"), _summary("supervised", 1, {"x": 0.8, "y": 0.6}, "mean"),
+            _summary("supervised", 0, {"x": 0.4, "y": 0.4}, kind="single")]
+    summaries = {str(i): s for i, s in enumerate(runs)}
+    assert [s["arm"]["seed"] for s in group(summaries, "supervised", 1.0)] == [0, 1]  # old summaries read as concat
+    assert [s["arm"]["seed"] for s in group(summaries, "supervised", 1.0, fusion="mean")] == [0, 1]
+    lines = tables.variants_section(summaries)
+    header = next(line for line in lines if line.startswith("| label"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[-2:] == ["MTL multi, mean fusion", "Δ mean"]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| x")
+            or line.startswith("| mean")}
+    x = rows["x (A 2 / B 2)"]
+    assert x[1].startswith("60.0 ± 14.1 (n=2)") and x[-2].startswith("85.0 ± 7.1 (n=2)") and x[-1] == "+25.0"
+    assert x[2] == "not run" and x[3] == "-"  # no STL run: marked, not invented
+    assert rows["mean (Δμ)"][-1] == f"{100 * (np.mean([0.75, 0.7]) - np.mean([0.6, 0.7])):+.1f}"
+
+
 def test_spread_is_mean_and_sample_std():
     values = [0.5, 0.7, 0.9]
-    m, sd, n = experiments.spread(values)
+    m, sd, n = spread(values)
     assert (n, m) == (3, pytest.approx(np.mean(values))) and sd == pytest.approx(np.std(values, ddof=1))
-    assert experiments.spread([0.4]) == (0.4, 0.0, 1)
+    assert spread([0.4]) == (0.4, 0.0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +124,9 @@ def grid(tmp_path_factory):
     shutil.copy(REPO / "label_config.xml", root / "nuaa" / "label_config.xml")
     out, work = root / "results", root / "work"
     only = {"supervised-mtl-multi-f030-s0", "s4l-mtl-multi-f030-s0"}
-    summaries = experiments.run_bench("nuaa", out, work, (0,), True, only, 1, root)
-    doc = out / "results.md"
-    experiments.write_doc(out, doc, data_root=root)
-    return root, out, work, summaries, doc
+    summaries = runner.run_bench("nuaa", out, work, (0,), True, only, 1, root)
+    doc.write_doc(out, out / "results.md", data_root=root)
+    return root, out, work, summaries, out / "results.md"
 
 
 def test_runs_score_the_test_split_against_truth(grid):
@@ -100,35 +160,41 @@ def test_runs_score_the_test_split_against_truth(grid):
 def test_finished_runs_are_skipped(grid, monkeypatch):
     root, out, work, summaries, _ = grid
     monkeypatch.setattr("training.fit.fit", lambda *a, **k: pytest.fail("a finished run was trained again"))
-    again = experiments.run_bench("nuaa", out, work, (0,), True, {"s4l-mtl-multi-f030-s0"}, 1, root)
+    again = runner.run_bench("nuaa", out, work, (0,), True, {"s4l-mtl-multi-f030-s0"}, 1, root)
     assert again == summaries[1:]
 
 
 def test_doc_has_tables_plots_and_commands(grid):
-    _, out, _, summaries, doc = grid
-    text = doc.read_text()
+    _, out, _, summaries, results = grid
+    text = results.read_text()
     assert "### Label budget (nuaa)" in text and "not run" in text  # missing arms are marked, not invented
     for s in summaries:
         assert f"`{s['command']}`" in text
     assert (out / "nuaa" / "label_budget.png").stat().st_size > 0 and (out / "nuaa" / "reliability.png").stat().st_size > 0
     # a hand-written preface survives a rewrite
-    doc.write_text("# Results\nanalysis\n" + experiments.DOC_MARKER + "\nold tables\n")
+    results.write_text("# Results\nanalysis\n" + doc.DOC_MARKER + "\nold tables\n")
     for _ in range(2):  # rewriting twice keeps one preface and one set of tables
-        experiments.main(["--out", str(out), "--doc", str(doc), "--doc-only", "--data-root", str(grid[0])])
-    new = doc.read_text()
-    assert new.startswith("# Results\nanalysis\n" + experiments.DOC_MARKER) and "old tables" not in new
-    assert new.count(experiments.DOC_MARKER) == 1 and new.count("### Label budget (nuaa)") == 1
+        experiments_main(["--out", str(out), "--doc", str(results), "--doc-only", "--data-root", str(grid[0])])
+    new = results.read_text()
+    assert new.startswith("# Results\nanalysis\n" + doc.DOC_MARKER) and "old tables" not in new
+    assert new.count(doc.DOC_MARKER) == 1 and new.count("### Label budget (nuaa)") == 1
+
+
+def test_the_package_runs_as_a_module():
+    proc = subprocess.run([sys.executable, "-m", "training.experiments", "--bench", "all", "--bn-check", "x"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and "--bn-check needs --bench nuaa or facemask" in proc.stderr
 
 
 def test_training_label_counts_follow_the_export_and_the_fraction(grid):
     root, out, _, _, _ = grid
-    paths = experiments.bench_paths("nuaa", root)
+    paths = bench_paths("nuaa", root)
     split = json.loads((out / "nuaa" / "split.json").read_text())
-    schema = experiments.load_label_config(paths["label_config"])
+    schema = load_label_config(paths["label_config"])
     train = set(split["recordings"]["train"])
-    recordings = [r for r in experiments.read_export(paths["export"], schema).recordings if r.recording_id in train]
-    full = experiments.training_label_counts(paths, split, 1.0, 0)
-    part = experiments.training_label_counts(paths, split, 0.3, 1)
+    recordings = [r for r in read_export(paths["export"], schema).recordings if r.recording_id in train]
+    full = tables.training_label_counts(paths, split, 1.0, 0)
+    part = tables.training_label_counts(paths, split, 0.3, 1)
     for spec in schema.labels:
         expected = [sum(r.labels.get(spec.name) == c for r in recordings) for c in spec.classes]
         assert full[spec.name] == expected
@@ -140,7 +206,7 @@ def test_training_label_counts_follow_the_export_and_the_fraction(grid):
 def test_bn_check_scores_every_kept_checkpoint(grid):
     root, out, work, _, _ = grid
     run_id = "s4l-mtl-multi-f030-s0"
-    result = experiments.bn_check("nuaa", run_id, out, work, root)
+    result = bn_check("nuaa", run_id, out, work, root)
     kept = sorted(p.stem for p in (work / "nuaa" / "runs" / run_id / "checkpoints").glob("*.pt"))
     assert sorted(result) == kept and kept
     split = json.loads((out / "nuaa" / "split.json").read_text())
@@ -148,4 +214,4 @@ def test_bn_check_scores_every_kept_checkpoint(grid):
         for part in ("val", "test"):
             for how in ("stored", "re-estimated"):
                 assert all(sum(c) == len(split["recordings"][part]) for c in row[f"{part} {how}"]["predicted"].values())
-    assert "### BatchNorm check (nuaa)" in "\n".join(experiments.bn_check_section("nuaa", out))
+    assert "### BatchNorm check (nuaa)" in "\n".join(bn_check_section("nuaa", out))

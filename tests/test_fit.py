@@ -107,9 +107,10 @@ def test_stl_mode_trains_one_model_per_label_and_marks_unlabelled_heads(generate
 
 
 def test_init_from_matches_heads_by_label_name(tmp_path):
-    from training.fit import _init_weights, _warm_start, build_model
+    from training.fit import build_model
     from training.models.recording_model import StlEnsemble
     from training.schema import LabelSchema
+    from training.warm_start import init_weights, read_warm_start
 
     schema = load_label_config()
     small = ModelConfig(hidden=16)
@@ -122,7 +123,7 @@ def test_init_from_matches_heads_by_label_name(tmp_path):
     new = LabelSchema(picked + (type(picked[0])("brand_new", ("a", "b")),))
     target = build_model(new, small, 2)
     fresh_head = target.heads[2].weight.clone()
-    _init_weights(target, _warm_start(str(tmp_path / "m.pt")), lambda *a: None)
+    init_weights(target, read_warm_start(str(tmp_path / "m.pt")), lambda *a: None)
     idx = {n: i for i, n in enumerate(schema.names)}
     assert torch.equal(target.heads[0].weight, source.heads[idx["wearing_face_mask"]].weight)
     assert torch.equal(target.heads[1].weight, source.heads[idx["gender"]].weight)
@@ -134,6 +135,6 @@ def test_init_from_matches_heads_by_label_name(tmp_path):
     torch.save({"state_dict": ens.state_dict(), "config": stl_cfg.to_dict(), "schema": LabelSchema(picked).to_dict()},
                tmp_path / "stl.pt")
     one = build_model(LabelSchema((picked[1],)), small, 2)
-    _init_weights(one, _warm_start(str(tmp_path / "stl.pt")), lambda *a: None)
+    init_weights(one, read_warm_start(str(tmp_path / "stl.pt")), lambda *a: None)
     for k, v in ens.models[1].state_dict().items():
         assert torch.equal(one.state_dict()[k], v), k

@@ -1,4 +1,5 @@
-"""Train a recording model from a Label Studio export: `python -m training.fit ...` or `fit(config)`.
+"""Train a recording model from a Label Studio export: `python -m training.fit ...` (flags: training/fit_cli.py)
+or `fit(config)`.
 
 A run directory holds: config.json, split.json, log.jsonl, checkpoints/, metrics.json, model.pt
 (final weights + config), model.onnx (with recmeta incl. per-head temperatures fitted on validation)
@@ -8,9 +9,7 @@ benchmarks/train_speed.py), so training does not preload jemalloc.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import replace
@@ -20,15 +19,17 @@ import numpy as np
 import torch
 
 from training.calibration import fit_temperatures
-from training.config import DataConfig, FitConfig, ModelConfig, RecipeConfig
+from training.config import FitConfig, ModelConfig
 from training.dataset import RecordingDataset, load_recordings, subsample_labels
 from training.distributed import DistContext, barrier, gather, init_distributed, shutdown
 from training.export_reader import problem_report, read_export
 from training.metrics import evaluate
 from training.models.recording_model import RecordingModel, StlEnsemble
 from training.recipe import RecipeData, RunLog, run_recipe, trained_heads
+from training.run_outputs import summary_text, write_outputs
 from training.schema import LabelSchema, load_label_config
 from training.trainer import predict_logits, softmax
+from training.warm_start import init_weights, read_warm_start
 
 
 def build_model(schema: LabelSchema, model_cfg: ModelConfig, frames: int) -> RecordingModel:
@@ -51,45 +52,6 @@ def _empty_model(schema: LabelSchema, cfg: FitConfig) -> torch.nn.Module:
     if cfg.model.mode == "mtl":
         return build_model(schema, cfg.model, cfg.data.frames)
     return StlEnsemble({s.name: build_model(LabelSchema((s,)), cfg.model, cfg.data.frames) for s in schema.labels})
-
-
-def _warm_start(path: str):
-    """A previous model.pt as (backbones {label: state}, heads {label: state}), keyed by label name.
-
-    Heads are matched by label NAME, never by position, so a changed labeling config (labels added,
-    removed or reordered) cannot hand one label's head to another."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    names = [spec["name"] for spec in blob["schema"]["labels"]]
-    state = blob["state_dict"]
-    if blob["config"]["model"]["mode"] == "stl":
-        parts = {n: _strip(state, f"models.{i}.") for i, n in enumerate(names)}
-        return ({n: _without_heads(p) for n, p in parts.items()},
-                {n: _strip(p, "heads.0.") for n, p in parts.items()})
-    shared = _without_heads(state)
-    return {n: shared for n in names}, {n: _strip(state, f"heads.{i}.") for i, n in enumerate(names)}
-
-
-def _strip(state: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _without_heads(state: dict) -> dict:
-    return {k: v for k, v in state.items() if not k.startswith("heads.")}
-
-
-def _init_weights(model: RecordingModel, warm, say) -> None:
-    """Copy the warm-start tensors whose names and shapes fit `model`; say what was left out."""
-    backbones, heads = warm
-    source = next((backbones[n] for n in model.head_names if n in backbones), next(iter(backbones.values())))
-    wanted = dict(source)
-    for i, name in enumerate(model.head_names):
-        wanted.update({f"heads.{i}.{k}": v for k, v in heads.get(name, {}).items()})
-    own = model.state_dict()
-    usable = {k: v for k, v in wanted.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(usable, strict=False)
-    new_heads = [n for n in model.head_names if n not in heads]
-    say(f"init-from: {len(usable)} of {len(own)} tensors copied"
-        + (f"; new heads {new_heads} start fresh" if new_heads else ""))
 
 
 def fit(cfg: FitConfig, *, resume: bool = False) -> Path:
@@ -149,9 +111,9 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
                "broken_recordings": [{"recording_id": b.recording_id, "reason": b.reason} for b in store.broken],
                "wall_s": {"total": time.perf_counter() - started}}
     if ctx.is_main:
-        _write_outputs(run, cfg, schema, model, metrics, untrained, temperatures, store, rows)
+        write_outputs(run, cfg, schema, model, metrics, untrained, temperatures, store, rows)
     barrier(ctx)
-    say(_summary(metrics))
+    say(summary_text(metrics))
     return run
 
 
@@ -162,7 +124,7 @@ def _say(ctx: DistContext):
 def _fit_mtl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
     model = build_model(data.schema, cfg.model, cfg.data.frames)
     if cfg.init_from:
-        _init_weights(model, _warm_start(cfg.init_from), _say(ctx))
+        init_weights(model, read_warm_start(cfg.init_from), _say(ctx))
     result = run_recipe(model, data, cfg, ckpt_dir, log, ctx, resume=resume)
     step_logits = {s: {"val": r["val_logits"], "test": r["test_logits"], "best_epoch": r["best_epoch"],
                        "wall_s": r["wall_s"]} for s, r in result.steps.items()}
@@ -172,14 +134,14 @@ def _fit_mtl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
 def _fit_stl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
     """One model per label (thesis' single-task models), each through the whole recipe."""
     models, step_logits, untrained = {}, {}, []
-    warm = _warm_start(cfg.init_from) if cfg.init_from else None
+    warm = read_warm_start(cfg.init_from) if cfg.init_from else None
     for col, spec in enumerate(data.schema.labels):
         sub = LabelSchema((spec,), data.schema.object_name, data.schema.value_key)
         sub_data = replace(data, schema=sub, train_targets=data.train_targets[:, [col]], truth=data.truth[:, [col]])
         torch.manual_seed(cfg.recipe.seed + col)
         model = build_model(sub, cfg.model, cfg.data.frames)
         if warm is not None:
-            _init_weights(model, warm, _say(ctx))
+            init_weights(model, warm, _say(ctx))
         if not trained_heads(sub_data):
             untrained.append(spec.name)  # nothing to learn from: an untrained model, marked as such
             results = {s: {"val_logits": _logits(model, data, "val_rows", cfg, ctx),
@@ -262,108 +224,9 @@ def _cache_dir(cfg: FitConfig) -> Path | None:
     return path if path.is_absolute() else Path(cfg.out).resolve().parent / path
 
 
-def _write_outputs(run: Path, cfg: FitConfig, schema, model, metrics, untrained, temperatures, store, rows) -> None:
-    from training.onnx_export import export_onnx
-    from training.report import write_report
-
-    model = model.cpu().to(memory_format=torch.contiguous_format).eval()
-    torch.save({"format": 1, "state_dict": model.state_dict(), "config": cfg.to_dict(), "schema": schema.to_dict(),
-                "untrained": untrained, "temperatures": temperatures}, run / "model.pt")
-    example_rows = (rows["val"] or rows["train"])[:2]
-    example = RecordingDataset(store, example_rows, store.labels, cfg.data.frames)
-    frames = torch.stack([example[i][0] for i in range(len(example))])
-    mask = torch.stack([example[i][1] for i in range(len(example))])
-    meta = {"model_version": run.name, "kind": cfg.model.kind, "mode": cfg.model.mode, "fusion": cfg.model.fusion,
-            "schema": schema.to_dict(), "untrained": untrained, "temperatures": temperatures,
-            "frames": cfg.data.frames, "image_size": cfg.data.image_size,
-            "preprocess": store.preprocess.to_dict(),
-            "metrics": {s: (metrics[s] or {}).get("mean_balanced_accuracy") for s in ("val", "test")}}
-    export_onnx(model, run / "model.onnx", meta, frames, mask)
-    if cfg.int8:
-        from training.int8 import quantize_run
-
-        result = quantize_run(run, schema, store, rows, cfg.data.frames)
-        metrics["int8"] = result.to_dict() if result else {"kept": False, "reason": "no validation recordings"}
-        print(f"int8: {metrics['int8']}")
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_json_default), encoding="utf-8")
-    write_report(run)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _summary(metrics: dict) -> str:
-    lines = []
-    for split in ("val", "test"):
-        m = metrics[split]
-        if m is None:
-            lines.append(f"{split}: no recordings")
-            continue
-        lines.append(f"{split}: mean balanced accuracy {m['mean_balanced_accuracy']}")
-        for name, lm in m["labels"].items():
-            if lm["n"]:
-                lines.append(f"  {name}: balanced acc {lm['balanced_accuracy']:.3f} (n={lm['n']})")
-    if metrics["untrained"]:
-        lines.append(f"untrained (no training labels): {', '.join(metrics['untrained'])}")
-    return "\n".join(lines)
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[FitConfig, bool]:
-    ap = argparse.ArgumentParser(description="Train a recording model (S4L) from a Label Studio export.")
-    ap.add_argument("--export", required=True, help="Label Studio export (JSON or JSON_MIN)")
-    ap.add_argument("--label-config", help="labeling config XML (default: the repo's label_config.xml)")
-    ap.add_argument("--data-root", help="LOCAL_FILES_DOCUMENT_ROOT for /data/local-files/ frame URLs")
-    ap.add_argument("--out", required=True, help="run directory")
-    ap.add_argument("--split", help="split.json to use (default: computed and written to RUN/split.json)")
-    ap.add_argument("--mode", choices=("mtl", "stl"), default=ModelConfig.mode)
-    ap.add_argument("--model", choices=("multi", "single"), default=ModelConfig.kind)
-    ap.add_argument("--frames", type=int, default=DataConfig.frames)
-    ap.add_argument("--image-size", type=int, default=DataConfig.image_size)
-    ap.add_argument("--width", type=float, default=ModelConfig.width)
-    ap.add_argument("--fusion", choices=("concat", "mean"), default=ModelConfig.fusion)
-    ap.add_argument("--epochs-per-step", type=int, default=RecipeConfig.epochs_per_step)
-    ap.add_argument("--steps", default="1,2,3", help="S4L steps to run, e.g. 1,2,3 or 3")
-    ap.add_argument("--seed", type=int, default=RecipeConfig.seed)
-    ap.add_argument("--batch-size", type=int, default=0, help="0 = multi 12 recordings / single 128 frames")
-    ap.add_argument("--label-fraction", type=float, default=DataConfig.label_fraction,
-                    help="keep this fraction of each label's training annotations (experiments)")
-    ap.add_argument("--pseudo-label-threshold", type=float, default=RecipeConfig.pseudo_label_threshold,
-                    help="step 2: min. confidence of a pseudo-label (0 = fill every gap)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    ap.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    ap.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints")
-    ap.add_argument("--init-from", help="model.pt whose weights start the training")
-    ap.add_argument("--int8", action="store_true",
-                    help="also write model.int8.onnx (static QDQ), kept only within 0.5 points of fp32 on val")
-    a = ap.parse_args(argv)
-    try:
-        steps = tuple(int(s) for s in a.steps.split(","))
-    except ValueError:
-        ap.error(f"--steps must be comma-separated integers, got {a.steps!r}")
-    try:
-        cfg = _config_from_args(a, steps)
-    except ValueError as exc:
-        ap.error(str(exc))
-    return cfg, a.resume
-
-
-def _config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig:
-    return FitConfig(
-        export=a.export, out=a.out, label_config=a.label_config, data_root=a.data_root, split=a.split,
-        init_from=a.init_from, int8=a.int8, label_studio_url=os.environ.get("LABEL_STUDIO_URL"),
-        label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
-        data=DataConfig(frames=a.frames, image_size=a.image_size, label_fraction=a.label_fraction),
-        model=ModelConfig(kind=a.model, mode=a.mode, width=a.width, fusion=a.fusion),
-        recipe=RecipeConfig(steps=steps, epochs_per_step=a.epochs_per_step, seed=a.seed, batch_size=a.batch_size,
-                            pseudo_label_threshold=a.pseudo_label_threshold, num_threads=a.threads,
-                            progress=not a.no_progress),
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
+    from training.fit_cli import parse_args
+
     cfg, resume = parse_args(argv)
     fit(cfg, resume=resume)
 

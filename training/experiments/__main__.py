@@ -1,0 +1,50 @@
+"""CLI: `python -m training.experiments [--bench B] [--out DIR] [--only RUN_IDS] [--doc FILE] ...`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __doc__ as package_doc
+from .arms import BENCHES, DATA_ROOT
+from .bn_check import bn_check
+from .doc import rewrite_doc
+from .runner import run_bench
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m training.experiments", description=package_doc.split("\n")[0])
+    ap.add_argument("--bench", choices=(*BENCHES, "all"), default="all")
+    ap.add_argument("--out", default="docs/results", help="summaries, splits and plots")
+    ap.add_argument("--work", default=".cache/experiments", help="run directories (checkpoints, model.onnx)")
+    ap.add_argument("--data-root", default=str(DATA_ROOT), help="folder holding nuaa/ and facemask/")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--only", help="comma-separated run ids (as in the summaries) to run")
+    ap.add_argument("--quick", action="store_true", help="tiny settings: checks the pipeline, measures nothing")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--doc", help="also (re)write this markdown file from every summary under --out")
+    ap.add_argument("--doc-only", action="store_true", help="write --doc, run nothing")
+    ap.add_argument("--bn-check", metavar="RUN_ID", help="BatchNorm statistics check of a finished run of --bench; runs nothing else")
+    a = ap.parse_args(argv)
+    try:
+        seeds = tuple(int(s) for s in a.seeds.split(","))
+    except ValueError:
+        ap.error(f"--seeds must be comma-separated integers, got {a.seeds!r}")
+    only = set(a.only.split(",")) if a.only else None
+    if a.bn_check:
+        if a.bench == "all":
+            ap.error("--bn-check needs --bench nuaa or facemask")
+        print(json.dumps(bn_check(a.bench, a.bn_check, Path(a.out), Path(a.work), Path(a.data_root)), indent=1))
+        return
+    for bench in () if a.doc_only else (BENCHES if a.bench == "all" else (a.bench,)):
+        if not (Path(a.data_root) / bench / "export.json").exists():
+            print(f"{bench}: no export.json under {a.data_root}/{bench}; skipped", file=sys.stderr)
+            continue
+        run_bench(bench, Path(a.out), Path(a.work), seeds, a.quick, only, a.threads, Path(a.data_root))
+    if a.doc:
+        rewrite_doc(Path(a.out), Path(a.doc), Path(a.data_root))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""What the grid runs: the benchmarks and their CPU-cheap settings, the arms, and `plan` (the run order)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_ROOT = Path("/work/shared/benchmarks")
+FRACTIONS = (0.1, 0.3, 1.0)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """CPU-cheap training settings of one benchmark (a 2-core machine runs the grid)."""
+
+    frames: int  # frames per recording
+    image_size: int
+    epochs_per_step: int  # per S4L step; the supervised arm gets 3x this in one cycle
+    batch_size: int  # recordings per training batch
+    max_train_recordings: int = 0  # 0 = every training recording; else a seeded subsample of training subjects
+    width: float = 0.5
+
+
+BENCHES = {
+    "nuaa": BenchSettings(frames=10, image_size=64, epochs_per_step=2, batch_size=12),
+    "facemask": BenchSettings(frames=1, image_size=64, epochs_per_step=2, batch_size=32, max_train_recordings=600),
+}
+QUICK = {"frames": 2, "image_size": 32, "epochs_per_step": 1, "max_train_recordings": 40}
+
+
+@dataclass(frozen=True)
+class Arm:
+    recipe: str  # "supervised" or a key of S4L_ARMS
+    fraction: float  # share of the export's training annotations kept (per label, seeded)
+    seed: int
+    mode: str = "mtl"
+    kind: str = "multi"
+    fusion: str = "concat"  # ModelConfig.fusion of the multi-image model (the thesis concatenates)
+
+    @property
+    def run_id(self) -> str:
+        # concat arms keep the ids they had before fusion became an arm field (their summaries stay valid)
+        fusion = "" if self.fusion == "concat" else f"-{self.fusion}"
+        return f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}{fusion}"
+
+
+# S4L arms: (LossConfig changes, RecipeConfig changes) on top of the full recipe, one change each
+S4L_ARMS = {
+    "s4l": ({}, {}),
+    "no_vat": ({"vat_weight": 0.0}, {}),
+    "no_entmin": ({"entmin_weight": 0.0}, {}),
+    "no_rotation": ({"rotation_weight": 0.0}, {}),
+    # probes of why S4L does (not) beat supervised training (docs/results.md):
+    "vat_xi": ({"vat_xi": 0.1}, {}),  # losses/vat.py: xi=1e-6 is below float32 resolution (the default since f5fef2c)
+    "sup_weight1": ({"supervised_weight": 1.0}, {}),  # CE 1.0 vs 3 x 0.3 unsupervised: labels lead
+    "pl_conf90": ({}, {"pseudo_label_threshold": 0.9}),  # step 2 keeps confident pseudo-labels only
+}
+ABLATIONS = ("no_vat", "no_entmin", "no_rotation")
+PROBES = ("vat_xi", "sup_weight1", "pl_conf90")
+ARMS = ("supervised", *S4L_ARMS)
+# nuaa model variants (thesis tables 4.1-4.3), supervised at 100 %: (mode, kind, fusion)
+VARIANTS = (("stl", "multi", "concat"), ("mtl", "single", "concat"), ("mtl", "multi", "mean"))
+
+
+def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
+    """Every run of a benchmark, most important first (label budget, ablations, model variants)."""
+    runs = [Arm(r, f, s) for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]
+    runs += [Arm(r, 0.3, s) for s in seeds for r in (*ABLATIONS, *PROBES)]
+    runs += [Arm(r, 1.0, s) for s in seeds for r in ("supervised", "s4l")]
+    if bench == "nuaa":  # several labels and several frames: MTL/STL, single/multi image, frame fusion
+        runs += [Arm("supervised", 1.0, s, mode=m, kind=k, fusion=u) for s in seeds for m, k, u in VARIANTS]
+    return runs
+
+
+def bench_paths(bench: str, data_root: Path = DATA_ROOT) -> dict[str, Path]:
+    root = data_root / bench
+    return {"export": root / "export.json", "label_config": root / "label_config.xml", "truth": root / "truth.csv",
+            "data_root": data_root}

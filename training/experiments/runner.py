@@ -1,0 +1,142 @@
+"""Running the grid: the shared split, one FitConfig per arm, training, and truth.csv scoring of the test split."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from training.config import DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
+from training.evaluate import load_recording, read_truth_csv
+from training.export_reader import read_export
+from training.frame_source import FrameFetcher, FrameSourceConfig
+from training.metrics import evaluate, expected_calibration_error, reliability_bins
+from training.schema import load_label_config
+
+from .arms import BENCHES, DATA_ROOT, QUICK, S4L_ARMS, Arm, BenchSettings, bench_paths, plan
+
+
+def make_split(bench: str, paths: dict, settings: BenchSettings) -> dict:
+    """training.split (seed 0) over the whole export; optionally keep a seeded subsample of training subjects."""
+    from training.split import split_subjects
+
+    schema = load_label_config(paths["label_config"])
+    recordings = read_export(paths["export"], schema).recordings
+    split = split_subjects(recordings, schema, seed=0)
+    if settings.max_train_recordings and len(split["recordings"]["train"]) > settings.max_train_recordings:
+        subject_of = {r.recording_id: r.subject_id for r in recordings}
+        rng = np.random.default_rng(0)
+        kept, subjects = [], []
+        for subject in rng.permutation(split["subjects"]["train"]):
+            if len(kept) >= settings.max_train_recordings:
+                break
+            subjects.append(str(subject))
+            kept += [r for r in split["recordings"]["train"] if subject_of[r] == subject]
+        split["note"] = (f"training subsample: {len(subjects)} of {len(split['subjects']['train'])} training "
+                         f"subjects ({len(kept)} recordings), seed 0")
+        split["subjects"]["train"], split["recordings"]["train"] = sorted(subjects), sorted(kept)
+    return split
+
+
+def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path, run_dir: Path,
+               threads: int) -> FitConfig:
+    k = settings.epochs_per_step
+    loss_changes, recipe_changes = S4L_ARMS.get(arm.recipe, ({}, {}))
+    loss = replace(LossConfig(), **loss_changes)
+    recipe = RecipeConfig(steps=(1, 2, 3), epochs_per_step=k, seed=arm.seed, batch_size=settings.batch_size,
+                          num_threads=threads, progress=False, **recipe_changes)
+    if arm.recipe == "supervised":  # step 3 alone = supervised CE without the unsupervised passes
+        recipe = replace(recipe, steps=(3,), epochs_per_step=3 * k, finetune_lr=recipe.lr,
+                         finetune_min_lr_fraction=recipe.min_lr_fraction)
+    data = DataConfig(frames=settings.frames, image_size=settings.image_size, label_fraction=arm.fraction,
+                      label_fraction_seed=arm.seed, max_preload_frames=max(settings.frames, 1),
+                      cache_dir=str(run_dir.parent.parent / "cache"))
+    model = ModelConfig(kind=arm.kind, mode=arm.mode, width=settings.width, fusion=arm.fusion)
+    return FitConfig(export=str(paths["export"]), out=str(run_dir), label_config=str(paths["label_config"]),
+                     data_root=str(paths["data_root"]), split=str(split_path), data=data,
+                     model=model, loss=loss, recipe=recipe)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def score_test(model_path: Path, paths: dict, split: dict) -> dict:
+    """truth.csv metrics of the test recordings at the fitted temperatures; ECE and reliability at T and T=1."""
+    from training.onnx_runner import OnnxRecordingModel
+
+    model = OnnxRecordingModel(model_path)
+    schema = model.schema
+    wanted = set(split["recordings"]["test"])
+    recordings = [r for r in read_export(paths["export"], schema, propagate=False).recordings if r.recording_id in wanted]
+    truth = read_truth_csv(paths["truth"], schema)
+    fetch = FrameFetcher(FrameSourceConfig(document_root=str(paths["data_root"]))).fetch
+    logits: dict[str, list] = {n: [] for n in schema.names}
+    for rec in recordings:
+        frames, mask = load_recording(rec.frames, model, fetch)
+        for n, z in model.predict_logits(frames[None], mask[None]).items():
+            logits[n].append(z[0])
+    y = {n: np.array([schema[n].classes.index(truth[r.recording_id][n]) if n in truth.get(r.recording_id, {}) else -1
+                      for r in recordings], dtype=np.int64) for n in schema.names}
+    temps = model.temperatures
+    out = {"n_recordings": len(recordings), "temperatures": temps, "calibration": {}}
+    for name, t_of in (("fitted", temps), ("t1", {n: 1.0 for n in schema.names})):
+        probs = {n: softmax(np.stack(z) / t_of[n]) for n, z in logits.items()}
+        out["metrics" if name == "fitted" else "metrics_t1"] = evaluate(schema, y, probs)
+        out["calibration"][name] = {n: {"ece": expected_calibration_error(probs[n], y[n]),
+                                        "bins": reliability_bins(probs[n], y[n], bins=10)} for n in schema.names}
+    return out
+
+
+def run_arm(arm: Arm, bench: str, settings: BenchSettings, paths: dict, split: dict, out: Path, work: Path,
+            threads: int) -> dict:
+    """Train + score one arm unless its summary exists; return the summary."""
+    from training.fit import fit
+
+    summary_path = out / bench / "runs" / f"{arm.run_id}.json"
+    if summary_path.exists():
+        return json.loads(summary_path.read_text(encoding="utf-8"))
+    run_dir = work / bench / "runs" / arm.run_id
+    cfg = fit_config(arm, settings, paths, out / bench / "split.json", run_dir, threads)
+    started = time.perf_counter()
+    if not (run_dir / "metrics.json").exists():
+        fit(cfg, resume=(run_dir / "checkpoints").exists())
+    train_s = time.perf_counter() - started
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    summary = {"bench": bench, "arm": asdict(arm), "run_id": arm.run_id, "config": cfg.to_dict(),
+               "wall_s": round(metrics["wall_s"]["total"], 1), "steps": metrics["steps"],
+               "untrained": metrics["untrained"], "test": score_test(run_dir / "model.onnx", paths, split),
+               "command": command_for(bench, arm, out), "fit_s_this_call": round(train_s, 1)}
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(summary, indent=1)
+    summary_path.write_text(text, encoding="utf-8")
+    return json.loads(text)  # the same document a later, skipping call returns
+
+
+def command_for(bench: str, arm: Arm, out: Path) -> str:
+    return f"python -m training.experiments --bench {bench} --out {out} --only {arm.run_id}"
+
+
+def run_bench(bench: str, out: Path, work: Path, seeds: tuple[int, ...], quick: bool, only: set[str] | None,
+              threads: int, data_root: Path = DATA_ROOT) -> list[dict]:
+    settings = replace(BENCHES[bench], **QUICK) if quick else BENCHES[bench]
+    paths = bench_paths(bench, data_root)
+    split_path = out / bench / "split.json"
+    if split_path.exists():
+        split = json.loads(split_path.read_text(encoding="utf-8"))
+    else:
+        split = make_split(bench, paths, settings)
+        split_path.parent.mkdir(parents=True, exist_ok=True)
+        split_path.write_text(json.dumps(split, indent=1), encoding="utf-8")
+    (out / bench / "settings.json").write_text(json.dumps({"settings": asdict(settings), "quick": quick}, indent=1),
+                                               encoding="utf-8")
+    done = []
+    for arm in plan(bench, seeds):
+        if only and arm.run_id not in only:
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] {bench} {arm.run_id}", flush=True)
+        done.append(run_arm(arm, bench, settings, paths, split, out, work, threads))
+    return done

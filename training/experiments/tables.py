@@ -1,0 +1,162 @@
+"""The tables of docs/results.md, one function per section, each from the run summaries of one benchmark."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from training.dataset import label_matrix, subsample_labels
+from training.export_reader import read_export
+from training.schema import load_label_config
+
+from .arms import FRACTIONS, S4L_ARMS
+from .plots import plot_label_budget, plot_reliability
+from .summaries import class_counts, delta, fmt, group, mean_bal, spread
+
+ARM_PAIR = ("supervised", "s4l")
+
+
+def _pair_header(first: str) -> list[str]:
+    return [f"| {first} | " + " | ".join(f"{a} {round(f * 100)} %" for f in FRACTIONS for a in ("sup.", "S4L")) + " |",
+            "|---" * (1 + 2 * len(FRACTIONS)) + "|"]
+
+
+def label_budget_section(bench: str, summaries: dict, out: Path) -> list[str]:
+    counts = class_counts(summaries)
+    lines = [f"### Label budget ({bench})", "",
+             "Test mean balanced accuracy in %, mean ± sample std over seeds (n = seeds run). "
+             "Bar: S4L − supervised > the larger of the two stds.", "",
+             "| labels kept | supervised only | S4L (steps 1-3) | Δ (S4L − sup.) | beats the spread? |", "|---|---|---|---|---|"]
+    curve = {}
+    for f in FRACTIONS:
+        sup, s4l = (mean_bal(group(summaries, r, f)) for r in ARM_PAIR)
+        curve[f] = (sup, s4l)
+        verdict = change = "-"
+        if sup and s4l:
+            (ms, ss, _), (m4, s4, _) = spread(sup), spread(s4l)
+            change = f"{100 * (m4 - ms):+.1f}"
+            verdict = "yes" if m4 - ms > max(ss, s4) else "no"
+        lines.append(f"| {round(f * 100)} % | {fmt(sup)} | {fmt(s4l)} | {change} | {verdict} |")
+    lines += ["", "Per label (test balanced accuracy %, mean ± std; test class counts in brackets):", "",
+              *_pair_header("label (test classes)")]
+    for label, cc in counts.items():
+        cells = [fmt(mean_bal(group(summaries, r, f), label)) for f in FRACTIONS for r in ARM_PAIR]
+        lines.append(f"| {label} ({cc}) | " + " | ".join(cells) + " |")
+    binary = [n for n, cc in counts.items() if cc.count("/") == 1]
+    if binary:  # balanced accuracy at chance can hide a useful ranking (a bias, not a blind model)
+        lines += ["", "ROC AUC of the binary labels (%, mean ± std), a threshold-free view of the same predictions:", "",
+                  *_pair_header("label")]
+        for label in binary:
+            cells = [fmt([s["test"]["metrics"]["labels"][label]["roc_auc"] for s in group(summaries, r, f)
+                          if s["test"]["metrics"]["labels"][label].get("roc_auc") is not None])
+                     for f in FRACTIONS for r in ARM_PAIR]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"![label budget {bench}]({bench}/label_budget.png)", ""]
+    plot_label_budget(bench, curve, out / bench / "label_budget.png")
+    return lines
+
+
+def training_label_counts(paths: dict, split: dict, fraction: float, seed: int) -> dict[str, list[int]]:
+    """Training annotations per class that a run with (fraction, seed) learns from, as training.fit selects them."""
+    schema = load_label_config(paths["label_config"])
+    recordings = read_export(paths["export"], schema).recordings  # read (and propagated) as training.fit reads it
+    index = {r.recording_id: i for i, r in enumerate(recordings)}
+    rows = [index[rid] for rid in split["recordings"]["train"] if rid in index]  # fit's row order
+    kept = subsample_labels(label_matrix(recordings, schema), rows, fraction, seed)[rows]
+    return {spec.name: np.bincount(kept[:, j][kept[:, j] >= 0], minlength=len(spec.classes)).tolist()
+            for j, spec in enumerate(schema.labels)}
+
+
+def label_counts_section(bench: str, paths: dict, split: dict, seeds: list[int]) -> list[str]:
+    schema = load_label_config(paths["label_config"])
+    order = ", ".join(f"{s.name}: " + "/".join(s.classes) for s in schema.labels)
+    lines = [f"Training labels per class ({bench}; classes in the order {order}):",
+             "", "| labels kept | seed | " + " | ".join(schema.names) + " |", "|---|---|" + "---|" * len(schema.names)]
+    for f in FRACTIONS:
+        for seed in seeds:
+            counts = training_label_counts(paths, split, f, seed)
+            lines.append(f"| {round(f * 100)} % | {seed} | " + " | ".join("/".join(map(str, counts[n])) for n in schema.names) + " |")
+    return lines + [""]
+
+
+def _export_test_n(summaries: dict) -> str:
+    for s in summaries.values():
+        test = (s["steps"].get("1") or s["steps"].get("3") or {}).get("test")
+        if test:
+            return ", ".join(f"{n} n={m['n']}" for n, m in test["labels"].items())
+    return "no S4L run"
+
+
+def steps_section(bench: str, summaries: dict) -> list[str]:
+    lines = [f"### Contribution of each step and of each unsupervised loss ({bench})", "",
+             "Steps: the S4L runs' metrics.json `steps` (best epoch of each step), scored by training.fit on the "
+             "test recordings' EXPORT annotations (partial: " + _export_test_n(summaries) + "), not truth.csv. "
+             "Ablations and probes: full recipe with one change (see S4L_ARMS in training/experiments/arms.py) at 30 % "
+             "of the labels, scored on truth.csv.", "",
+             "| labels kept | after step 1 | after step 2 | after step 3 | step-3 model on truth.csv |", "|---|---|---|---|---|"]
+    for f in FRACTIONS:
+        runs = group(summaries, "s4l", f)
+        cells = [fmt(mean_bal(runs, where=lambda s, k=k: (s["steps"].get(k) or {}).get("test"))) for k in ("1", "2", "3")]
+        lines.append(f"| {round(f * 100)} % | " + " | ".join(cells) + f" | {fmt(mean_bal(runs))} |")
+    lines += ["", "| arm (30 % of labels) | test mean balanced acc. % | Δ vs full S4L |", "|---|---|---|"]
+    full = mean_bal(group(summaries, "s4l", 0.3))
+    for recipe in S4L_ARMS:
+        vals = mean_bal(group(summaries, recipe, 0.3))
+        lines.append(f"| {recipe} | {fmt(vals)} | {delta(vals, full) if recipe != 's4l' else '-'} |")
+    return lines + [""]
+
+
+def variants_section(summaries: dict) -> list[str]:
+    """MTL vs STL, multi vs single image (thesis tables 4.1-4.3) and concatenated vs mean frame fusion:
+    supervised recipe, 100 % of labels."""
+    base = group(summaries, "supervised", 1.0)
+    counts = class_counts(summaries)
+    lines = ["### MTL vs STL, multi- vs single-image, frame fusion (nuaa)", "",
+             "Supervised-only recipe at 100 % of the labels (the S4L arms cost ~5x more CPU); "
+             "test balanced accuracy %, mean ± std over seeds; Δ = variant − MTL multi-image "
+             "(which concatenates the frame embeddings, as the thesis does; \"mean fusion\" averages them).", "",
+             "| label (test classes) | MTL multi | STL multi | Δ STL | MTL single | Δ single "
+             "| MTL multi, mean fusion | Δ mean |", "|---|---|---|---|---|---|---|---|"]
+    variants = [group(summaries, "supervised", 1.0, "stl", "multi"), group(summaries, "supervised", 1.0, "mtl", "single"),
+                group(summaries, "supervised", 1.0, "mtl", "multi", "mean")]
+    for label in [*counts, None]:
+        ref = mean_bal(base, label)
+        cells = [fmt(ref)]
+        for runs in variants:
+            vals = mean_bal(runs, label)
+            cells += [fmt(vals), delta(vals, ref)]
+        name = f"{label} ({counts[label]})" if label else "mean (Δμ)"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def calibration_section(bench: str, summaries: dict, out: Path) -> list[str]:
+    lines = [f"### Calibration ({bench})", "",
+             "ECE (15 equal-width bins of top-class confidence) of the test probabilities the ONNX model serves (fitted per-head "
+             "temperatures) vs T = 1, mean over seeds, scored on truth.csv.", "",
+             "| arm | label | T (mean) | ECE at T=1 | ECE served |", "|---|---|---|---|---|"]
+    for recipe, f in [(r, f) for f in reversed(FRACTIONS) for r in ARM_PAIR]:
+        runs = group(summaries, recipe, f)
+        if not runs:
+            lines.append(f"| {recipe} {round(f * 100)} % | - | - | not run | not run |")
+            continue
+        for label in runs[0]["test"]["temperatures"]:
+            ece = {k: [s["test"]["calibration"][k][label]["ece"] for s in runs
+                       if s["test"]["calibration"][k][label]["ece"] is not None] for k in ("t1", "fitted")}
+            t = np.mean([s["test"]["temperatures"][label] for s in runs])
+            lines.append(f"| {recipe} {round(f * 100)} % | {label} | {t:.2f} | {fmt(ece['t1'])} | {fmt(ece['fitted'])} |")
+    # the diagram: the S4L runs with the most labels that have completed
+    runs = next((g for f in reversed(FRACTIONS) for r in ("s4l", "supervised") if (g := group(summaries, r, f))), [])
+    if runs:
+        plot_reliability(bench, runs, out / bench / "reliability.png")
+        lines += ["", f"![reliability {bench}]({bench}/reliability.png)", ""]
+    return lines
+
+
+def runs_section(bench: str, summaries: dict) -> list[str]:
+    lines = [f"### Every run ({bench}): wall time and the command that reproduces it", "",
+             "| run | test mean bal. acc. % | wall s | command |", "|---|---|---|---|"]
+    for s in summaries.values():
+        m = s["test"]["metrics"]["mean_balanced_accuracy"]
+        lines.append(f"| {s['run_id']} | {'-' if m is None else f'{100 * m:.1f}'} | {s['wall_s']:.0f} | `{s['command']}` |")
+    return lines + [""]

@@ -1,0 +1,64 @@
+"""The files a finished `training.fit` run leaves in its run directory, and its console summary.
+
+model.pt (final weights + config + schema), model.onnx (recmeta with temperatures), optionally
+model.int8.onnx, metrics.json and report.html.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.config import FitConfig
+from training.dataset import RecordingDataset
+
+
+def write_outputs(run: Path, cfg: FitConfig, schema, model, metrics, untrained, temperatures, store, rows) -> None:
+    from training.onnx_export import export_onnx
+    from training.report import write_report
+
+    model = model.cpu().to(memory_format=torch.contiguous_format).eval()
+    torch.save({"format": 1, "state_dict": model.state_dict(), "config": cfg.to_dict(), "schema": schema.to_dict(),
+                "untrained": untrained, "temperatures": temperatures}, run / "model.pt")
+    example_rows = (rows["val"] or rows["train"])[:2]
+    example = RecordingDataset(store, example_rows, store.labels, cfg.data.frames)
+    frames = torch.stack([example[i][0] for i in range(len(example))])
+    mask = torch.stack([example[i][1] for i in range(len(example))])
+    meta = {"model_version": run.name, "kind": cfg.model.kind, "mode": cfg.model.mode, "fusion": cfg.model.fusion,
+            "schema": schema.to_dict(), "untrained": untrained, "temperatures": temperatures,
+            "frames": cfg.data.frames, "image_size": cfg.data.image_size,
+            "preprocess": store.preprocess.to_dict(),
+            "metrics": {s: (metrics[s] or {}).get("mean_balanced_accuracy") for s in ("val", "test")}}
+    export_onnx(model, run / "model.onnx", meta, frames, mask)
+    if cfg.int8:
+        from training.int8 import quantize_run
+
+        result = quantize_run(run, schema, store, rows, cfg.data.frames)
+        metrics["int8"] = result.to_dict() if result else {"kept": False, "reason": "no validation recordings"}
+        print(f"int8: {metrics['int8']}")
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_json_default), encoding="utf-8")
+    write_report(run)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def summary_text(metrics: dict) -> str:
+    lines = []
+    for split in ("val", "test"):
+        m = metrics[split]
+        if m is None:
+            lines.append(f"{split}: no recordings")
+            continue
+        lines.append(f"{split}: mean balanced accuracy {m['mean_balanced_accuracy']}")
+        for name, lm in m["labels"].items():
+            if lm["n"]:
+                lines.append(f"  {name}: balanced acc {lm['balanced_accuracy']:.3f} (n={lm['n']})")
+    if metrics["untrained"]:
+        lines.append(f"untrained (no training labels): {', '.join(metrics['untrained'])}")
+    return "\n".join(lines)
