@@ -13,9 +13,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=9090 \
     WORKERS=1 \
     LOG_LEVEL=INFO \
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+    MALLOC=glibc \
+    USE_INT8=true
 
-# jemalloc only: the serving wheels are prebuilt, nothing is compiled here.
+# jemalloc stays installed for MALLOC=jemalloc; glibc malloc served faster here (docs/backend.md, "Speed").
+# The serving wheels are prebuilt, nothing is compiled here.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libjemalloc2 \
  && rm -rf /var/lib/apt/lists/*

@@ -8,6 +8,7 @@ import tempfile
 
 import uvicorn
 
+from backend.http_protocol import NoDelayH11Protocol
 from backend.settings import get_settings
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = get_settings()  # fail fast on bad configuration, before forking workers
     prepare_metrics_dir()
-    uvicorn.run("backend.app:create_app", factory=True, host=args.host, port=args.port,
+    uvicorn.run("backend.app:create_app", factory=True, host=args.host, port=args.port, http=NoDelayH11Protocol,
                 workers=settings.workers, log_config=None, log_level=settings.log_level.lower())
 
 

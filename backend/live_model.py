@@ -25,10 +25,11 @@ class LoadedModel:
 
 class LiveModel:
     def __init__(self, registry: ModelRegistry, *, use_int8: bool = False, threads: int | None = None,
-                 check_interval_s: float = 1.0):
+                 spinning: bool = False, check_interval_s: float = 1.0):
         self.registry = registry
         self.use_int8 = use_int8
         self.threads = threads  # ONNX Runtime intra-op threads; None = its default (all cores)
+        self.spinning = spinning
         self.check_interval_s = check_interval_s
         self._lock = threading.Lock()
         self._loaded: LoadedModel | None = None
@@ -42,7 +43,9 @@ class LiveModel:
     def get(self) -> LoadedModel | None:
         """The current model, reloading it if the pointer changed; None when there is none."""
         now = time.monotonic()
-        if now - self._checked_at < self.check_interval_s:
+        # Without a model yet, take the lock: requests arriving during the first load wait for it
+        # (during a later switch they keep getting the previous model; nothing waits).
+        if now - self._checked_at < self.check_interval_s and self._loaded is not None:
             return self._loaded
         with self._lock:
             if now - self._checked_at < self.check_interval_s:
@@ -61,6 +64,6 @@ class LiveModel:
             return self._loaded
         path = self.registry.model_path(version, int8=self.use_int8)
         started = time.perf_counter()
-        model = OnnxRecordingModel(path, intra_op_threads=self.threads)
+        model = OnnxRecordingModel(path, intra_op_threads=self.threads, spinning=self.spinning)
         log.info("loaded model %s from %s in %.2f s", version, path.name, time.perf_counter() - started)
         return LoadedModel(version, model, int8=path.name != "model.onnx")

@@ -42,7 +42,7 @@ class RecordingBackend(MLBase):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.live = LiveModel(ModelRegistry(settings.model_dir), use_int8=settings.use_int8,
-                              threads=settings.onnx_threads or None)
+                              threads=settings.onnx_threads or None, spinning=settings.onnx_spinning)
         self.loader = TaskFrameLoader(ThreadPoolExecutor(FRAME_THREADS, thread_name_prefix="frames"))
         self._setup_host: str | None = None
         self._setup_token: str | None = None

@@ -42,8 +42,9 @@ class Settings:
     frame_cache_max_bytes: int = 1 << 30
     frame_timeout_s: float = 10.0  # per frame download
     max_frame_bytes: int = 20 << 20  # larger frames are refused
-    use_int8: bool = False  # serve versions/<id>/model.int8.onnx when the version has one
+    use_int8: bool = True  # serve versions/<id>/model.int8.onnx when the version has one (fp32 otherwise)
     onnx_threads: int = 0  # ONNX Runtime intra-op threads per worker; 0 = all cores
+    onnx_spinning: bool = False  # idle ONNX Runtime threads busy-wait (costs CPU that decoding needs)
 
     def min_score_for(self, label: str) -> float:
         return self.min_score_by_label.get(env_key_for_label(label), self.min_score)
@@ -68,8 +69,8 @@ class Settings:
             except ValueError:
                 raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
 
-        def flag(name: str) -> bool:
-            raw = (get(name) or "false").lower()
+        def flag(name: str, default: bool = False) -> bool:
+            raw = (get(name) or str(default)).lower()
             if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
                 raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
             return raw in ("1", "true", "yes", "on")
@@ -98,8 +99,9 @@ class Settings:
             frame_cache_max_bytes=number("FRAME_CACHE_MAX_BYTES", int, 1 << 30),
             frame_timeout_s=number("FRAME_TIMEOUT_S", float, 10.0),
             max_frame_bytes=number("MAX_FRAME_BYTES", int, 20 << 20),
-            use_int8=flag("USE_INT8"),
+            use_int8=flag("USE_INT8", default=True),
             onnx_threads=number("ONNX_THREADS", int, 0),
+            onnx_spinning=flag("ONNX_SPINNING"),
         )
         settings.validate()
         return settings

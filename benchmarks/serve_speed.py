@@ -1,20 +1,27 @@
-"""Serving speed on CPU: model-only ONNX Runtime fp32 / static-int8 / torch eager, and the
-backend end to end (/predict p50 for one task, 8 concurrent clients).
+"""Serving speed on CPU, side by side in one run: the real server end to end in several
+configurations (CONFIGS), and in this process the model alone (ONNX Runtime fp32 / static int8,
+torch eager as the reference), frame decoding and RecordingBackend.predict without HTTP.
 
 Setup: width-0.5 multi-image RecordingModel at 224 px, 10 frames per recording, untrained weights
 (speed does not depend on them), frames are 1280x800 JPEGs read from a local-files document root.
+Each server configuration is started through scripts/docker_entrypoint.sh (as in the image), warmed
+up by 8 clients for 2 s, then gets one task at a time (p50/p90 of 40 requests), then 8 concurrent
+clients for 2x --seconds. Every failed request counts as an error. This process runs with jemalloc
+(torch eager's faster allocator here); each server gets the allocator its MALLOC names.
 
-    .venv/bin/python benchmarks/serve_speed.py [--threads 2] [--seconds 5] [--workers 1]
+    .venv/bin/python benchmarks/serve_speed.py [--threads 2] [--seconds 5] [--only int8,fp32]
 
 Targets (docs/backend.md): fp32 >= 60 rec/s, int8 >= 90 rec/s, /predict p50 <= 30 ms,
-8 clients >= 35 rec/s with zero errors. On a shared machine read every figure as +-30 %.
+8 clients >= 35 rec/s with zero errors. On a shared machine only figures of one run compare.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -22,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +38,34 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 FRAMES, SIZE, WIDTH = 10, 224, 0.5
-JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"  # what the serving image preloads
+CLIENTS = 8
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """One server configuration: the environment docker_entrypoint.sh starts it with."""
+
+    name: str
+    int8: bool = False  # USE_INT8
+    workers: int = 1  # WORKERS
+    threads: int = 2  # ONNX_THREADS per worker
+    malloc: str = "glibc"  # MALLOC: glibc or jemalloc
+    spinning: bool = False  # ONNX_SPINNING (ONNX Runtime's own default is on)
+
+    def env(self) -> dict[str, str]:
+        return {"USE_INT8": str(self.int8).lower(), "WORKERS": str(self.workers), "ONNX_THREADS": str(self.threads),
+                "MALLOC": self.malloc, "ONNX_SPINNING": str(self.spinning).lower()}
+
+
+CONFIGS = (
+    ServeConfig("int8", int8=True),
+    ServeConfig("int8 jemalloc", int8=True, malloc="jemalloc"),
+    ServeConfig("fp32"),
+    ServeConfig("fp32 jemalloc", malloc="jemalloc"),
+    ServeConfig("int8 2 workers x 1 thread", int8=True, workers=2, threads=1),
+    ServeConfig("fp32 jemalloc spinning (before)", malloc="jemalloc", spinning=True),
+)
 
 
 def synthetic_jpeg(rng: np.random.Generator) -> bytes:
@@ -55,11 +90,9 @@ def write_recordings(root: Path, n: int) -> list[list[str]]:
     return refs
 
 
-def build_models(out: Path, threads: int, batches) -> tuple[Path, Path, Path, object]:
-    """Export the untrained model (fp32) and static QDQ int8 twins: as training.quantize makes it, and
-    after ONNX Runtime's recommended quant_pre_process. Returns (fp32, int8, int8_pre, torch model)."""
+def build_models(out: Path, threads: int, batches) -> tuple[Path, Path, object]:
+    """Export the untrained model (fp32) and its static QDQ int8 twin as training.quantize makes it."""
     import torch
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from training.models.recording_model import RecordingModel
     from training.onnx_export import export_onnx
@@ -75,21 +108,20 @@ def build_models(out: Path, threads: int, batches) -> tuple[Path, Path, Path, ob
     fp32 = export_onnx(model, out / "model.onnx", meta, torch.zeros(1, FRAMES, 1, SIZE, SIZE), torch.ones(1, FRAMES))
     int8 = out / "model.int8.onnx"
     quantize_model(fp32, int8, batches, evaluate=lambda path: 1.0)  # speed only: keep it whatever it scores
-    quant_pre_process(str(fp32), str(out / "pre.onnx"))  # shape inference + constant folding
-    int8_pre = out / "model.int8-pre.onnx"
-    quantize_model(out / "pre.onnx", int8_pre, batches, evaluate=lambda path: 1.0)
-    return fp32, int8, int8_pre, model
+    return fp32, int8, model
 
 
-def throughput(run, seconds: float) -> float:
-    """Recordings per second of `run()` (one recording per call) after a warm-up."""
+def timed(run, seconds: float) -> dict:
+    """Recordings per second and p50 latency of `run()` (one recording per call) after a warm-up."""
     for _ in range(3):
         run()
-    count, started = 0, time.perf_counter()
+    latencies, started = [], time.perf_counter()
     while time.perf_counter() - started < seconds:
+        t = time.perf_counter()
         run()
-        count += 1
-    return count / (time.perf_counter() - started)
+        latencies.append(time.perf_counter() - t)
+    return {"rec_per_s": len(latencies) / (time.perf_counter() - started),
+            "p50_ms": 1000 * statistics.median(latencies)}
 
 
 def free_port() -> int:
@@ -98,23 +130,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_backend(model_dir: Path, docroot: Path, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
+def start_backend(model_dir: Path, docroot: Path, config: ServeConfig) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
-    env = dict(os.environ, MODEL_DIR=str(model_dir), LOCAL_FILES_DOCUMENT_ROOT=str(docroot), WORKERS=str(workers),
-               ONNX_THREADS=str(threads), LOG_LEVEL="WARNING", PYTHON=sys.executable, HOST="127.0.0.1",
-               PORT=str(port), PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-prom-"))
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # MALLOC decides
+    env.update(config.env(), MODEL_DIR=str(model_dir), LOCAL_FILES_DOCUMENT_ROOT=str(docroot), LOG_LEVEL="WARNING",
+               PYTHON=sys.executable, HOST="127.0.0.1", PORT=str(port),
+               PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-prom-"))
     proc = subprocess.Popen(["sh", str(ROOT / "scripts" / "docker_entrypoint.sh")], env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
+    for _ in range(300):
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
-            time.sleep(0.2)
+            time.sleep(0.1)
     proc.terminate()
-    raise RuntimeError("backend did not start")
+    raise RuntimeError(f"backend {config.name} did not start")
 
 
 def predict_once(client, url: str, refs: list[str], task_id: int) -> bool:
@@ -123,28 +156,24 @@ def predict_once(client, url: str, refs: list[str], task_id: int) -> bool:
     return response.status_code == 200 and "result" in response.json()["results"][0]
 
 
-def end_to_end(url: str, recordings: list[list[str]], seconds: float, clients: int) -> dict:
+def concurrent_clients(url: str, recordings: list[list[str]], seconds: float, clients: int) -> tuple[int, int, float]:
+    """`clients` threads, each sending one task at a time for `seconds`: (answered, failed, elapsed)."""
     import httpx
 
-    with httpx.Client() as client:
-        for refs in recordings:  # warm-up: model load, first decode of each file
-            predict_once(client, url, refs, 0)
-        latencies = []
-        for i in range(40):
-            started = time.perf_counter()
-            predict_once(client, url, recordings[i % len(recordings)], i)
-            latencies.append(time.perf_counter() - started)
-    done, errors, stop = [0], [0], time.perf_counter() + seconds
+    done, failed, stop = [0], [0], time.perf_counter() + seconds
     lock = threading.Lock()
 
     def client_loop(k: int) -> None:
         with httpx.Client() as client:
             i = k
             while time.perf_counter() < stop:
-                ok = predict_once(client, url, recordings[i % len(recordings)], i)
+                try:
+                    ok = predict_once(client, url, recordings[i % len(recordings)], i)
+                except httpx.HTTPError:
+                    ok = False
                 with lock:
                     done[0] += ok
-                    errors[0] += not ok
+                    failed[0] += not ok
                 i += clients
 
     started = time.perf_counter()
@@ -153,22 +182,74 @@ def end_to_end(url: str, recordings: list[list[str]], seconds: float, clients: i
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - started
-    return {"predict_p50_ms": 1000 * statistics.median(latencies),
-            "predict_p90_ms": 1000 * statistics.quantiles(latencies, n=10)[-1],
-            f"clients{clients}_rec_per_s": done[0] / elapsed, f"clients{clients}_errors": errors[0]}
+    return done[0], failed[0], time.perf_counter() - started
+
+
+def end_to_end(url: str, recordings: list[list[str]], seconds: float, clients: int = CLIENTS) -> dict:
+    """One task at a time (40 requests), then `clients` concurrent clients. Every failed request
+    counts as an error, warm-up included (it loads the model in every worker)."""
+    import httpx
+
+    _, warm_up_errors, _ = concurrent_clients(url, recordings, 2.0, clients)
+    with httpx.Client() as client:
+        latencies, errors = [], warm_up_errors
+        for i in range(40):
+            started = time.perf_counter()
+            errors += not predict_once(client, url, recordings[i % len(recordings)], i)
+            latencies.append(time.perf_counter() - started)
+    done, failed, elapsed = concurrent_clients(url, recordings, seconds, clients)
+    return {"p50_ms": 1000 * statistics.median(latencies), "p90_ms": 1000 * statistics.quantiles(latencies, n=10)[-1],
+            "errors": errors + failed, "clients_rec_per_s": done / elapsed}
+
+
+def breakdown(model_dir: Path, docroot: Path, recordings: list[list[str]], seconds: float) -> dict:
+    """Where one task's time goes, in this process: decoding its frames, then the whole
+    RecordingBackend.predict (decode + model + results) without HTTP."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backend.recording_model import FRAME_THREADS, RecordingBackend
+    from backend.settings import Settings
+    from backend.task_frames import FrameBatchShape, TaskFrameLoader
+    from training.frame_source import FrameFetcher, FrameSourceConfig
+    from training.preprocess import PreprocessConfig, frames_to_batch
+
+    shape = FrameBatchShape(FRAMES, PreprocessConfig(image_size=SIZE))
+    fetcher = FrameFetcher(FrameSourceConfig(document_root=str(docroot)))
+    loader = TaskFrameLoader(ThreadPoolExecutor(FRAME_THREADS))
+    files = [[(docroot / r.split("?d=")[1]).read_bytes() for r in refs] for refs in recordings]
+    rows, k = {}, iter(range(1 << 30))
+    rows["decode 10 frames, one thread"] = timed(lambda: frames_to_batch(files[next(k) % len(files)], FRAMES,
+                                                                         shape.preprocess), seconds)
+    rows[f"decode 10 frames, {FRAME_THREADS}-thread pool (as served)"] = timed(lambda: loader.collect(
+        loader.submit(fetcher, recordings[next(k) % len(recordings)], shape), shape), seconds)
+    for int8 in (False, True):
+        backend = RecordingBackend(Settings(model_dir=model_dir, local_files_document_root=docroot, use_int8=int8))
+        rows[f"RecordingBackend.predict, {'int8' if int8 else 'fp32'}, no HTTP"] = timed(lambda b=backend: b.predict(
+            [{"id": 1, "data": {"frames": recordings[next(k) % len(recordings)]}}]), seconds)
+    return rows
+
+
+def table(in_process: dict, served: dict) -> str:
+    lines = ["| configuration | one task p50 / p90 (ms) | 8 clients (rec/s, errors) |", "|---|---|---|"]
+    for name, r in served.items():
+        lines.append(f"| {name} | {r['p50_ms']:.1f} / {r['p90_ms']:.1f} | {r['clients_rec_per_s']:.1f}, {r['errors']} |")
+    lines += ["", "| in this process, one recording at a time | rec/s | p50 (ms) |", "|---|---|---|"]
+    lines += [f"| {name} | {r['rec_per_s']:.1f} | {r['p50_ms']:.1f} |" for name, r in in_process.items()]
+    return "\n".join(lines)
 
 
 def main() -> None:
     if not os.environ.get("LD_PRELOAD") and os.path.exists(JEMALLOC):
-        # same allocator as the image; glibc malloc makes torch eager ~5x slower (docs/cpu-facts)
+        # torch eager (the reference) runs 2-3x faster with jemalloc here; the servers pick their own (MALLOC)
         os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, LD_PRELOAD=JEMALLOC))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime / torch threads")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime / torch threads, model only")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each timed loop")
-    parser.add_argument("--workers", type=int, default=1, help="backend worker processes")
     parser.add_argument("--recordings", type=int, default=8)
+    parser.add_argument("--only", default="", help="comma-separated configuration names (default: all)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    configs = [c for c in CONFIGS if not args.only or c.name in args.only.split(",")]
     import logging
 
     import onnxruntime
@@ -176,38 +257,54 @@ def main() -> None:
     logging.getLogger().setLevel(logging.ERROR)  # the quantiser warns per node
     onnxruntime.set_default_logger_severity(3)
 
-    from backend.registry import ModelRegistry
+    work = Path(tempfile.mkdtemp(prefix="serve-speed-"))
+    try:
+        measure(args, configs, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args, configs, work: Path) -> None:
+    from backend.registry import INT8_FILE, ModelRegistry
     from training.onnx_runner import OnnxRecordingModel
     from training.preprocess import PreprocessConfig, frames_to_batch
 
-    work = Path(tempfile.mkdtemp(prefix="serve-speed-"))
     docroot = work / "docroot"
     recordings = write_recordings(docroot, args.recordings)
     cfg = PreprocessConfig(image_size=SIZE)
     batches = [tuple(a[None] for a in frames_to_batch(
         [(docroot / r.split("?d=")[1]).read_bytes() for r in refs], FRAMES, cfg)) for refs in recordings]
-    fp32, int8, int8_pre, torch_model = build_models(work, args.threads, batches)
-    x, m = batches[0]
+    fp32, int8, torch_model = build_models(work, args.threads, batches)
+    registry = ModelRegistry(work / "models")
+    version = registry.add(fp32)
+    registry.model_path(version).with_name(INT8_FILE).write_bytes(int8.read_bytes())
 
     import torch
 
-    results = {"cpu_threads": args.threads, "workers": args.workers}
-    for name, path in (("onnx_fp32", fp32), ("onnx_int8", int8), ("onnx_int8_preprocessed", int8_pre)):
-        runner = OnnxRecordingModel(path, intra_op_threads=args.threads)
-        results[f"{name}_rec_per_s"] = throughput(lambda: runner.predict(x, m), args.seconds)
+    x, m = batches[0]
+    in_process = {}
+    for (name, path), spinning in itertools.product((("fp32", fp32), ("int8", int8)), (False, True)):
+        runner = OnnxRecordingModel(path, intra_op_threads=args.threads, spinning=spinning)
+        label = f"model only, ONNX Runtime {name}" + (", spinning" if spinning else "")
+        in_process[label] = timed(lambda r=runner: r.predict(x, m), args.seconds)
     tx, tm = torch.from_numpy(x), torch.from_numpy(m)
     with torch.inference_mode():
-        results["torch_eager_rec_per_s"] = throughput(lambda: torch_model(tx, tm), args.seconds)
+        in_process["model only, torch eager (reference)"] = timed(lambda: torch_model(tx, tm), args.seconds)
+    in_process.update(breakdown(registry.root, docroot, recordings, args.seconds))
 
-    registry = ModelRegistry(work / "models")
-    registry.add(fp32)
-    proc, url = start_backend(registry.root, docroot, args.workers, args.threads)
-    try:
-        results.update(end_to_end(url, recordings, args.seconds * 2, clients=8))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in results.items()}, indent=1))
+    served = {}
+    for config in configs:
+        proc, url = start_backend(registry.root, docroot, config)
+        try:
+            served[config.name] = end_to_end(url, recordings, args.seconds * 2)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        print(config.name, json.dumps({k: round(v, 1) for k, v in served[config.name].items()}), flush=True)
+    print(table(in_process, served))
+    if args.json:
+        args.json.write_text(json.dumps({"in_process": in_process, "served": served,
+                                         "configs": [c.__dict__ for c in configs]}, indent=1))
 
 
 if __name__ == "__main__":

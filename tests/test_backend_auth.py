@@ -79,10 +79,10 @@ def test_settings_from_env():
     s = Settings.from_env({
         "MODEL_DIR": "/m", "LABEL_STUDIO_URL": "http://ls:8080/", "MIN_SCORE": "0.3",
         "MIN_SCORE_WEARING_GLASSES": "0.9", "ALLOWED_FRAME_HOSTS": "cdn.example, Files.Example ",
-        "USE_INT8": "true", "WORKERS": "2", "LABEL_STUDIO_API_KEY": "key-q9z"})
+        "USE_INT8": "true", "WORKERS": "2", "LABEL_STUDIO_API_KEY": "key-q9z", "ONNX_SPINNING": "on"})
     assert str(s.model_dir) == "/m" and s.label_studio_url == "http://ls:8080" and s.workers == 2
     assert s.min_score_for("wearing_glasses") == 0.9 and s.min_score_for("gender") == 0.3
-    assert s.allowed_frame_hosts == ("cdn.example", "files.example") and s.use_int8
+    assert s.allowed_frame_hosts == ("cdn.example", "files.example") and s.use_int8 and s.onnx_spinning
     assert "key-q9z" not in repr(s) and s.secrets() == ("key-q9z",)
     assert Settings.from_env({}) == Settings()
 
@@ -90,6 +90,7 @@ def test_settings_from_env():
 @pytest.mark.parametrize("env, word", [
     ({"WORKERS": "two"}, "WORKERS"), ({"WORKERS": "0"}, "WORKERS"), ({"MIN_SCORE": "1.5"}, "MIN_SCORE"),
     ({"MIN_SCORE_GENDER": "-1"}, "MIN_SCORE_GENDER"), ({"USE_INT8": "maybe"}, "USE_INT8"),
+    ({"ONNX_SPINNING": "spin"}, "ONNX_SPINNING"),
     ({"BASIC_AUTH_USER": "u"}, "BASIC_AUTH"), ({"FRAME_TIMEOUT_S": "0"}, "FRAME_TIMEOUT_S")])
 def test_bad_settings_name_the_variable(env, word):
     with pytest.raises(SettingsError, match=word):

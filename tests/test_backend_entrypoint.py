@@ -1,6 +1,7 @@
 """The serving image's start script, run here without Docker; and the torch-free serving path."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -37,6 +38,20 @@ def wait_for_health(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -
     pytest.fail("no /health answer within the timeout")
 
 
+def fastest_keep_alive_request_ms(port: int, n: int = 8) -> float:
+    """Nagle's algorithm against the client's delayed ACK adds >= 40 ms to EVERY request after the
+    first on a keep-alive connection; the fastest of several shows it even on a loaded machine."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        connection.request("GET", "/health")
+        connection.getresponse().read()
+        times.append(time.perf_counter() - started)
+    connection.close()
+    return 1000 * min(times[1:])
+
+
 @pytest.mark.slow
 def test_entrypoint_starts_the_backend_on_a_fresh_model_dir(tmp_path):
     model_dir = tmp_path / "models" / "not-yet-created"
@@ -56,6 +71,7 @@ def test_entrypoint_starts_the_backend_on_a_fresh_model_dir(tmp_path):
             assert wait_for_health(f"http://127.0.0.1:{port}/health", proc)["model_version"] == "live-v1"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             assert b"recmeta_predict_seconds" in response.read()
+        assert fastest_keep_alive_request_ms(port) < 25  # TCP_NODELAY with several workers too
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=20)

@@ -140,14 +140,23 @@ def test_many_tasks_are_batched_and_keep_their_order(backend_for, monkeypatch):
     assert together == alone
 
 
-def test_int8_model_is_served_when_present_and_enabled(backend_for, tmp_path):
-    backend, _, root = backend_for(settings_overrides={"use_int8": True})
-    folder = ModelRegistry(backend.settings.model_dir).version_dir("v1")
-    (folder / INT8_FILE).write_bytes((folder / "model.onnx").read_bytes())
-    backend.predict([task(1, write_recording(root, "r", [100] * 4))])
-    assert backend.live.get().int8 is True
-    plain, _, _ = backend_for(version="v2")
-    assert plain.live.get().int8 is False
+def test_int8_model_is_served_when_present_unless_disabled(backend_for, tmp_path):
+    registry_of = lambda b: ModelRegistry(b.settings.model_dir)
+
+    def with_int8(backend, version):
+        registry_of(backend).use(version)
+        folder = registry_of(backend).version_dir(version)
+        (folder / INT8_FILE).write_bytes((folder / "model.onnx").read_bytes())
+        backend.predict([task(1, write_recording(root, "r", [100] * 4))])
+        return backend.live.get().int8
+
+    backend, _, root = backend_for()  # USE_INT8 defaults to true
+    assert with_int8(backend, "v1") is True
+    disabled, _, _ = backend_for(version="v2", settings_overrides={"use_int8": False})
+    assert with_int8(disabled, "v2") is False
+    fp32_only, _, _ = backend_for(version="v3")
+    registry_of(fp32_only).use("v3")
+    assert fp32_only.live.get().int8 is False
 
 
 def test_switching_current_changes_every_prediction_version(backend_for, tmp_path):
@@ -158,3 +167,24 @@ def test_switching_current_changes_every_prediction_version(backend_for, tmp_pat
     assert backend.predict([task(1, refs)])[0]["model_version"] == "v1"
     ModelRegistry(backend.settings.model_dir).use("v2")
     assert backend.predict([task(1, refs)])[0]["model_version"] == "v2" == backend.model_version
+
+
+def test_a_changed_labeling_config_takes_effect_on_the_next_request(backend_for):
+    """Parsed configs are cached by their text: an edited config must never be served from the cache."""
+    backend, weights, root = backend_for()
+    schema = load_label_config()
+    refs = write_recording(root, "r", [90] * 4)
+    top = schema["eye_color"].classes[int(np.argmax(reference_probs(weights, *recording_arrays([90] * 4))["eye_color"]))]
+
+    def eye_color(project: LabelSchema):
+        items = backend.predict([task(1, refs)], label_config=config_xml(project))[0]["result"]
+        return next((i["value"]["choices"][0] for i in items if i["from_name"] == "eye_color"), None)
+
+    without_top = LabelSchema(tuple(
+        s if s.name != "eye_color" else LabelSpec("eye_color", tuple(c for c in s.classes if c != top))
+        for s in schema.labels))
+    without_label = LabelSchema(tuple(s for s in schema.labels if s.name != "eye_color"))
+    assert eye_color(schema) == top
+    assert eye_color(without_top) not in (top, None)
+    assert eye_color(without_label) is None
+    assert eye_color(schema) == top

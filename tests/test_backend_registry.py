@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -131,3 +133,20 @@ def test_live_model_checks_the_pointer_at_most_once_per_interval(tmp_path, built
     assert live.get().version == "v1"  # within the interval: the cached model
     live._checked_at = float("-inf")  # the interval passed
     assert live.get().version == "v2"
+
+
+def test_requests_arriving_during_the_first_load_wait_for_it(tmp_path, built, monkeypatch):
+    """Concurrent requests right after a start (several Label Studio users) all get the model."""
+    reg = ModelRegistry(tmp_path / "models")
+    reg.add(built["run1"], "v1")
+    live = LiveModel(reg, check_interval_s=3600)
+    slow_load = live._load
+
+    def load(version):
+        time.sleep(0.3)  # a real model takes seconds to load
+        return slow_load(version)
+
+    monkeypatch.setattr(live, "_load", load)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: live.get(), range(4)))
+    assert [m.version if m else None for m in got] == ["v1"] * 4

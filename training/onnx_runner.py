@@ -54,14 +54,18 @@ class OnnxRecordingModel:
     """A loaded model file: metadata accessors plus logits / calibrated probabilities."""
 
     def __init__(self, path: str | Path, providers: Sequence[str] = CPU_PROVIDERS,
-                 intra_op_threads: int | None = None):
+                 intra_op_threads: int | None = None, spinning: bool = False):
+        """`spinning`: let idle intra-op threads busy-wait for the next operator (ONNX Runtime's
+        default). Off by default: between runs the spinning threads took the cores that frame
+        decoding and other processes need (measured: 30-40 ms more CPU per served recording, docs/backend.md)."""
         self.path = Path(path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Sequential: one request at a time per session; parallelism comes from intra-op threads.
+        # Sequential: operators one after another; parallelism comes from intra-op threads.
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if intra_op_threads is not None:
             opts.intra_op_num_threads = intra_op_threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
