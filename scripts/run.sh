@@ -11,8 +11,9 @@ if ! .venv/bin/python -c "import sys; from backend.registry import ModelRegistry
   echo "run: no model in $MODEL_DIR: building the embedded default model (synthetic recordings)"
   bash scripts/build_default_model.sh
 fi
+# glibc malloc served faster than jemalloc here (docs/backend.md, "Speed"); MALLOC=jemalloc to compare.
 jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-[ -e "$jemalloc" ] && export LD_PRELOAD="$jemalloc${LD_PRELOAD:+:$LD_PRELOAD}"
+if [ "${MALLOC:-glibc}" = jemalloc ] && [ -e "$jemalloc" ]; then export LD_PRELOAD="$jemalloc${LD_PRELOAD:+:$LD_PRELOAD}"; fi
 if [ "${1:-}" = "--with-label-studio" ]; then
   .venv/bin/python -m backend --host "$HOST" --port "$PORT" &
   backend_pid=$!
