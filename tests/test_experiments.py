@@ -215,3 +215,13 @@ def test_bn_check_scores_every_kept_checkpoint(grid):
             for how in ("stored", "re-estimated"):
                 assert all(sum(c) == len(split["recordings"][part]) for c in row[f"{part} {how}"]["predicted"].values())
     assert "### BatchNorm check (nuaa)" in "\n".join(bn_check_section("nuaa", out))
+
+
+def test_paired_deltas_use_only_the_seeds_both_arms_ran():
+    runs = [_summary("supervised", 0, {"x": 0.5}), _summary("supervised", 1, {"x": 0.6}),
+            _summary("s4l", 1, {"x": 0.7}), _summary("s4l", 2, {"x": 0.9})]
+    for s in runs:
+        s["arm"]["fraction"] = 0.1
+    summaries = {str(i): s for i, s in enumerate(runs)}
+    assert tables.paired_deltas(summaries, 0.1) == pytest.approx([0.1])  # seed 1 only
+    assert tables.paired_deltas(summaries, 0.3) == []
