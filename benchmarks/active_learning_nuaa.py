@@ -21,14 +21,12 @@ annotations, so that a rise can be told apart from the effect of the extra epoch
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import os
 import random
 import shlex
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -36,7 +34,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python benchmarks/...` puts only benchmarks/ on the path
-from tests.e2e.server_process import free_port, wait_for_health  # noqa: E402  (shared with the tests)
+from tests.e2e.fake_export_server import FakeLabelStudio  # noqa: E402  (shared with the tests)
+from tests.e2e.server_process import free_port, wait_for_health  # noqa: E402
 
 BENCH_ROOT = Path("/work/shared/benchmarks")  # LOCAL_FILES_DOCUMENT_ROOT of the nuaa frame URLs
 NUAA = BENCH_ROOT / "nuaa"
@@ -72,36 +71,6 @@ def run_cli(args: list[str], log: Path, env: dict | None = None) -> float:
     return time.monotonic() - started
 
 
-class ExportServer:
-    """GET /api/projects/<id>/export answers `export` to `Authorization: Token <key>`, else 401."""
-
-    def __init__(self, export: list[dict], api_key: str):
-        body = json.dumps(export).encode()
-        self.requests = 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests += 1
-                ok = self.path.startswith(f"/api/projects/{PROJECT}/export") and \
-                    self.headers.get("Authorization") == f"Token {api_key}"
-                payload = body if ok else b'{"detail": "Invalid token."}'
-                self.send_response(200 if ok else 401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def trigger_and_wait(url: str, label_config: str, timeout_s: float) -> dict:
@@ -194,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     run_cli(["backend.models", "--model-dir", str(model_dir), "add", str(init_run / "model.onnx"),
              "--version", "initial", "--use"], run / "models_add.log")
 
-    server = ExportServer(full if args.serve == "full" else so_far, API_KEY)
+    server = FakeLabelStudio(full if args.serve == "full" else so_far, API_KEY)
     port = free_port()
     env = {"MODEL_DIR": str(model_dir), "LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": API_KEY,
            "LOCAL_FILES_DOCUMENT_ROOT": str(BENCH_ROOT), "PROMOTE_TOLERANCE": str(args.tolerance),
@@ -230,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "trigger_to_result_s": round(result["finished_at"] - job["trigger_epoch"], 1),
         "stages_first_polled_at_s": {k: round(v, 1) for k, v in job["stages_s"].items()},
         "parts_ended_at_s": job_timeline(job_dir, job["trigger_epoch"], result),
-        "export_requests": server.requests,
+        "export_requests": len(server.requests),
         "job": {k: result.get(k) for k in ("status", "error", "promoted", "version", "promotion_reason",
                                            "warm_start", "export_tasks", "metrics")},
         "test": scores,
