@@ -12,7 +12,9 @@ import torch
 from training import evaluate
 from training.experiments import doc, runner, tables
 from training.experiments.__main__ import main as experiments_main
-from training.experiments.arms import ABLATIONS, ARMS, BENCHES, FRACTIONS, PROBES, S4L_ARMS, Arm, bench_paths, plan
+from training.experiments.arms import (
+    ABLATIONS, ARMS, BENCHES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings, bench_paths, plan,
+)
 from training.experiments.bn_check import bn_check, bn_check_section
 from training.experiments.summaries import group, spread
 from training.export_reader import read_export
@@ -225,3 +227,34 @@ def test_paired_deltas_use_only_the_seeds_both_arms_ran():
     summaries = {str(i): s for i, s in enumerate(runs)}
     assert tables.paired_deltas(summaries, 0.1) == pytest.approx([0.1])  # seed 1 only
     assert tables.paired_deltas(summaries, 0.3) == []
+
+
+def test_pool_arms_exist_only_for_subsampled_benches_and_keep_other_ids():
+    assert Arm("s4l", 0.1, 0).run_id == "s4l-mtl-multi-f010-s0"
+    assert Arm("s4l", 0.1, 0, pool="all").run_id == "s4l-mtl-multi-f010-s0-allpool"
+    pooled = lambda bench: [a for a in plan(bench, (0,)) if a.pool == "all"]
+    assert not pooled("nuaa")
+    assert {(a.recipe, a.fraction) for a in pooled("facemask")} == {(r, f) for r in ("supervised", "s4l")
+                                                                     for f in FRACTIONS[:2]}
+
+
+def test_pool_inputs_hide_the_annotations_of_the_left_out_training_subjects(tmp_path):
+    generate(tmp_path / "b", recordings=40, subjects=20, frames=1, size=32, label_fraction=0.6, seed=2)
+    paths = {"export": tmp_path / "b" / "export.json", "label_config": REPO / "label_config.xml"}
+    settings = BenchSettings(frames=1, image_size=32, epochs_per_step=1, batch_size=4,
+                                             max_train_recordings=10)
+    split = runner.make_split("b", paths, settings)
+    out, work = tmp_path / "out", tmp_path / "work"
+    (out / "b").mkdir(parents=True)
+    pool_paths, split_path = runner.pool_inputs("b", paths, settings, split, out, work)
+    full = json.loads(split_path.read_text())
+    assert set(split["recordings"]["train"]) < set(full["recordings"]["train"])
+    assert {k: full["recordings"][k] for k in ("val", "test")} == {k: split["recordings"][k] for k in ("val", "test")}
+    schema = load_label_config(paths["label_config"])
+    before = {r.recording_id: r.labels for r in read_export(paths["export"], schema).recordings}
+    after = {r.recording_id: r.labels for r in read_export(pool_paths["export"], schema).recordings}
+    kept = set(split["recordings"]["train"]) | set(split["recordings"]["val"]) | set(split["recordings"]["test"])
+    assert set(after) == set(before)
+    for rid in before:
+        assert after[rid] == (before[rid] if rid in kept else {}), rid
+    assert any(before[rid] for rid in set(before) - kept)  # something really was hidden

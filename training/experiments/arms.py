@@ -35,12 +35,16 @@ class Arm:
     mode: str = "mtl"
     kind: str = "multi"
     fusion: str = "concat"  # ModelConfig.fusion of the multi-image model (the thesis concatenates)
+    # "all": the training subjects left out of a subsampled benchmark join as UNLABELLED recordings
+    # (their annotations hidden); the labelled ones are the subsample's. S4L's regime: many unlabelled.
+    pool: str = "subsample"
 
     @property
     def run_id(self) -> str:
         # concat arms keep the ids they had before fusion became an arm field (their summaries stay valid)
         fusion = "" if self.fusion == "concat" else f"-{self.fusion}"
-        return f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}{fusion}"
+        pool = "" if self.pool == "subsample" else f"-{self.pool}pool"
+        return f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}{fusion}{pool}"
 
 
 # S4L arms: (LossConfig changes, RecipeConfig changes) on top of the full recipe, one change each
@@ -68,6 +72,8 @@ def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
     runs += [Arm(r, 1.0, s) for s in seeds for r in ("supervised", "s4l")]
     if bench == "nuaa":  # several labels and several frames: MTL/STL, single/multi image, frame fusion
         runs += [Arm("supervised", 1.0, s, mode=m, kind=k, fusion=u) for s in seeds for m, k, u in VARIANTS]
+    if BENCHES[bench].max_train_recordings:  # the left-out training subjects as unlabelled data
+        runs += [Arm(r, f, s, pool="all") for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]
     return runs
 
 

@@ -40,6 +40,29 @@ def make_split(bench: str, paths: dict, settings: BenchSettings) -> dict:
     return split
 
 
+def pool_inputs(bench: str, paths: dict, settings: BenchSettings, split: dict, out: Path, work: Path
+                ) -> tuple[dict, Path]:
+    """(paths with a derived export, split path) for Arm.pool "all": every training subject of the full split
+    trains, but only the subsample's recordings keep their annotations (the others' are removed)."""
+    split_path = out / bench / "split_allpool.json"
+    export_path = work / bench / "export_allpool.json"
+    if not split_path.exists():
+        full = make_split(bench, paths, replace(settings, max_train_recordings=0))
+        full["note"] = (f"every training subject; only the {len(split['recordings']['train'])} recordings of "
+                        f"split.json's training subsample keep their annotations (Arm.pool 'all')")
+        split_path.write_text(json.dumps(full, indent=1), encoding="utf-8")
+    if not export_path.exists():
+        labelled = set(split["recordings"]["train"]) | set(split["recordings"]["val"]) | set(split["recordings"]["test"])
+        tasks = json.loads(Path(paths["export"]).read_text(encoding="utf-8"))
+        for task in tasks:
+            rid = (task.get("data") or {}).get("recording_id") or str(task.get("id"))
+            if rid not in labelled:
+                task["annotations"], task["drafts"], task["predictions"] = [], [], []
+        export_path.parent.mkdir(parents=True, exist_ok=True)
+        export_path.write_text(json.dumps(tasks), encoding="utf-8")
+    return {**paths, "export": export_path}, split_path
+
+
 def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path, run_dir: Path,
                threads: int) -> FitConfig:
     k = settings.epochs_per_step
@@ -100,7 +123,10 @@ def run_arm(arm: Arm, bench: str, settings: BenchSettings, paths: dict, split: d
     if summary_path.exists():
         return json.loads(summary_path.read_text(encoding="utf-8"))
     run_dir = work / bench / "runs" / arm.run_id
-    cfg = fit_config(arm, settings, paths, out / bench / "split.json", run_dir, threads)
+    fit_paths, split_path = paths, out / bench / "split.json"
+    if arm.pool == "all":
+        fit_paths, split_path = pool_inputs(bench, paths, settings, split, out, work)
+    cfg = fit_config(arm, settings, fit_paths, split_path, run_dir, threads)
     started = time.perf_counter()
     if not (run_dir / "metrics.json").exists():
         fit(cfg, resume=(run_dir / "checkpoints").exists())

@@ -21,9 +21,9 @@ def spread(values: list[float]) -> tuple[float, float, int]:
 
 
 def group(summaries: dict, recipe: str, fraction: float, mode: str = "mtl", kind: str = "multi",
-          fusion: str = "concat") -> list[dict]:
-    """The seeds of one arm. Summaries written before `Arm.fusion` existed read as fusion "concat"."""
-    wanted = Arm(recipe, fraction, 0, mode, kind, fusion)
+          fusion: str = "concat", pool: str = "subsample") -> list[dict]:
+    """The seeds of one arm. Summaries written before `Arm.fusion` / `Arm.pool` existed read as the defaults."""
+    wanted = Arm(recipe, fraction, 0, mode, kind, fusion, pool)
     return [s for s in summaries.values() if replace(Arm(**s["arm"]), seed=0) == wanted]
 
 

@@ -61,11 +61,35 @@ def label_budget_section(bench: str, summaries: dict, out: Path) -> list[str]:
     return lines
 
 
-def paired_deltas(summaries: dict, fraction: float) -> list[float]:
+def paired_deltas(summaries: dict, fraction: float, pool: str = "subsample") -> list[float]:
     """S4L − supervised test mean balanced accuracy for every seed that both arms ran."""
-    by_seed = [{s["arm"]["seed"]: s["test"]["metrics"]["mean_balanced_accuracy"] for s in group(summaries, r, fraction)}
-               for r in ARM_PAIR]
+    by_seed = [{s["arm"]["seed"]: s["test"]["metrics"]["mean_balanced_accuracy"]
+                for s in group(summaries, r, fraction, pool=pool)} for r in ARM_PAIR]
     return [by_seed[1][k] - by_seed[0][k] for k in sorted(set(by_seed[0]) & set(by_seed[1]))]
+
+
+def pool_section(bench: str, summaries: dict) -> list[str]:
+    """Arm.pool "all": the same labelled recordings plus every other training subject's recordings unlabelled."""
+    if not any(s["arm"].get("pool") == "all" for s in summaries.values()):
+        return []
+    lines = [f"### More unlabelled recordings ({bench})", "",
+             "The label-budget arms again, with every training subject that the subsample leaves out added as "
+             "unlabelled recordings (annotations hidden; `split_allpool.json`). Same labelled recordings, so the "
+             "supervised arm only gains BatchNorm statistics and batch company; S4L can learn from them. "
+             "Test mean balanced accuracy %, mean ± std over seeds.", "",
+             "| labels kept | supervised | S4L | Δ | beats the spread? | paired Δ per seed | S4L ahead in "
+             "| S4L, subsample only |", "|---|---|---|---|---|---|---|---|"]
+    for f in FRACTIONS[:2]:
+        sup, s4l = (mean_bal(group(summaries, r, f, pool="all")) for r in ARM_PAIR)
+        verdict = change = "-"
+        if sup and s4l:
+            (ms, ss, _), (m4, s4, _) = spread(sup), spread(s4l)
+            change, verdict = f"{100 * (m4 - ms):+.1f}", ("yes" if m4 - ms > max(ss, s4) else "no")
+        paired = paired_deltas(summaries, f, pool="all")
+        ahead = f"{sum(d > 0 for d in paired)} of {len(paired)} seeds" if paired else "-"
+        lines.append(f"| {round(f * 100)} % | {fmt(sup)} | {fmt(s4l)} | {change} | {verdict} "
+                     f"| {fmt(paired).replace('not run', '-')} | {ahead} | {fmt(mean_bal(group(summaries, 's4l', f)))} |")
+    return lines + [""]
 
 
 def training_label_counts(paths: dict, split: dict, fraction: float, seed: int) -> dict[str, list[int]]:
