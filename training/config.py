@@ -36,8 +36,8 @@ class ModelConfig:
     kind: str = "multi"  # "multi": N frames per recording in; "single": one frame, recordings average
     mode: str = "mtl"  # "mtl": one model, one head per label; "stl": one model per label (StlEnsemble)
     width: float = 0.5  # MobileNetV2 width multiplier
-    # multi: how frame encodings combine. "mean" (masked average) scored 55.5 +- 4.6 against concat's (the
-    # thesis's) 49.5 +- 4.8 on nuaa (docs/results.md) and takes any frame count; "concat" | "mean".
+    # multi: how frame encodings combine. "mean" (masked average) beat concat (the thesis's) on nuaa by 6.0
+    # (supervised) and 7.9 (S4L) points over 3 seeds (docs/results.md) and takes any frame count; "concat" | "mean".
     fusion: str = "mean"
     hidden: int = 256  # width of the shared representation layer before the heads
     dropout: float = 0.2
