@@ -36,7 +36,7 @@ class ModelConfig:
     kind: str = "multi"  # "multi": N frames per recording in; "single": one frame, recordings average
     mode: str = "mtl"  # "mtl": one model, one head per label; "stl": one model per label (StlEnsemble)
     width: float = 0.5  # MobileNetV2 width multiplier
-    # multi: how frame encodings combine. "mean" (masked average) beat concat (the thesis's) on nuaa by 6.0
+    # multi: how frame encodings combine. "mean" (masked average) beat concat (the thesis's) on nuaa by 6.1
     # (supervised) and 7.9 (S4L) points over 3 seeds (docs/results.md) and takes any frame count; "concat" | "mean".
     fusion: str = "mean"
     hidden: int = 256  # width of the shared representation layer before the heads
