@@ -28,7 +28,8 @@ def write_doc(out: Path, doc: Path, preface: str = "", data_root: Path = DATA_RO
         split = json.loads((out / bench / "split.json").read_text(encoding="utf-8"))
         lines += _setup_lines(out / bench / "settings.json", split, len(summaries))
         seeds = sorted({s["arm"]["seed"] for s in summaries.values()})
-        lines += label_budget_section(bench, summaries, out) + pool_section(bench, summaries)
+        lines += label_budget_section(bench, summaries, out) + label_budget_section(bench, summaries, out, "mean")
+        lines += pool_section(bench, summaries)
         if bench_paths(bench, data_root)["export"].exists():
             lines += label_counts_section(bench, bench_paths(bench, data_root), split, seeds)
         lines += steps_section(bench, summaries) + bn_check_section(bench, out)

@@ -21,9 +21,13 @@ def _pair_header(first: str) -> list[str]:
             "|---" * (1 + 2 * len(FRACTIONS)) + "|"]
 
 
-def label_budget_section(bench: str, summaries: dict, out: Path) -> list[str]:
+def label_budget_section(bench: str, summaries: dict, out: Path, fusion: str = "concat") -> list[str]:
+    """The bar's table. `fusion` picks the multi-image arms' frame fusion (nuaa runs the budget with both)."""
     counts = class_counts(summaries)
-    lines = [f"### Label budget ({bench})", "",
+    title, plot = (bench, "label_budget") if fusion == "concat" else (f"{bench}, {fusion} frame fusion", f"label_budget_{fusion}")
+    if fusion != "concat" and not group(summaries, "s4l", 0.1, fusion=fusion):
+        return []
+    lines = [f"### Label budget ({title})", "",
              "Test mean balanced accuracy in %, mean ± sample std over seeds (n = seeds run). "
              "Bar: S4L − supervised > the larger of the two stds. Both arms of a seed share the label subset and "
              "the initialisation, so the paired Δ (per seed, then mean ± std) is shown too.", "",
@@ -31,40 +35,40 @@ def label_budget_section(bench: str, summaries: dict, out: Path) -> list[str]:
              "| paired Δ per seed | S4L ahead in |", "|---|---|---|---|---|---|---|"]
     curve = {}
     for f in FRACTIONS:
-        sup, s4l = (mean_bal(group(summaries, r, f)) for r in ARM_PAIR)
+        sup, s4l = (mean_bal(group(summaries, r, f, fusion=fusion)) for r in ARM_PAIR)
         curve[f] = (sup, s4l)
         verdict = change = "-"
         if sup and s4l:
             (ms, ss, _), (m4, s4, _) = spread(sup), spread(s4l)
             change = f"{100 * (m4 - ms):+.1f}"
             verdict = "yes" if m4 - ms > max(ss, s4) else "no"
-        paired = paired_deltas(summaries, f)
+        paired = paired_deltas(summaries, f, fusion=fusion)
         ahead = f"{sum(d > 0 for d in paired)} of {len(paired)} seeds" if paired else "-"
         lines.append(f"| {round(f * 100)} % | {fmt(sup)} | {fmt(s4l)} | {change} | {verdict} "
                      f"| {fmt(paired).replace('not run', '-')} | {ahead} |")
     lines += ["", "Per label (test balanced accuracy %, mean ± std; test class counts in brackets):", "",
               *_pair_header("label (test classes)")]
     for label, cc in counts.items():
-        cells = [fmt(mean_bal(group(summaries, r, f), label)) for f in FRACTIONS for r in ARM_PAIR]
+        cells = [fmt(mean_bal(group(summaries, r, f, fusion=fusion), label)) for f in FRACTIONS for r in ARM_PAIR]
         lines.append(f"| {label} ({cc}) | " + " | ".join(cells) + " |")
     binary = [n for n, cc in counts.items() if cc.count("/") == 1]
     if binary:  # balanced accuracy at chance can hide a useful ranking (a bias, not a blind model)
         lines += ["", "ROC AUC of the binary labels (%, mean ± std), a threshold-free view of the same predictions:", "",
                   *_pair_header("label")]
         for label in binary:
-            cells = [fmt([s["test"]["metrics"]["labels"][label]["roc_auc"] for s in group(summaries, r, f)
+            cells = [fmt([s["test"]["metrics"]["labels"][label]["roc_auc"] for s in group(summaries, r, f, fusion=fusion)
                           if s["test"]["metrics"]["labels"][label].get("roc_auc") is not None])
                      for f in FRACTIONS for r in ARM_PAIR]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"![label budget {bench}]({bench}/label_budget.png)", ""]
-    plot_label_budget(bench, curve, out / bench / "label_budget.png")
+    lines += ["", f"![label budget {title}]({bench}/{plot}.png)", ""]
+    plot_label_budget(title, curve, out / bench / f"{plot}.png")
     return lines
 
 
-def paired_deltas(summaries: dict, fraction: float, pool: str = "subsample") -> list[float]:
+def paired_deltas(summaries: dict, fraction: float, pool: str = "subsample", fusion: str = "concat") -> list[float]:
     """S4L − supervised test mean balanced accuracy for every seed that both arms ran."""
     by_seed = [{s["arm"]["seed"]: s["test"]["metrics"]["mean_balanced_accuracy"]
-                for s in group(summaries, r, fraction, pool=pool)} for r in ARM_PAIR]
+                for s in group(summaries, r, fraction, fusion=fusion, pool=pool)} for r in ARM_PAIR]
     return [by_seed[1][k] - by_seed[0][k] for k in sorted(set(by_seed[0]) & set(by_seed[1]))]
 
 
