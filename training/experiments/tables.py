@@ -24,7 +24,9 @@ def _pair_header(first: str) -> list[str]:
 def label_budget_section(bench: str, summaries: dict, out: Path, fusion: str = "concat") -> list[str]:
     """The bar's table. `fusion` picks the multi-image arms' frame fusion (nuaa runs the budget with both)."""
     counts = class_counts(summaries)
-    title, plot = (bench, "label_budget") if fusion == "concat" else (f"{bench}, {fusion} frame fusion", f"label_budget_{fusion}")
+    title, plot = (bench, "label_budget")
+    if fusion != "concat":
+        title, plot = f"{bench}, {fusion} frame fusion", f"label_budget_{fusion}"
     if fusion != "concat" and not group(summaries, "s4l", 0.1, fusion=fusion):
         return []
     lines = [f"### Label budget ({title})", "",
@@ -35,17 +37,8 @@ def label_budget_section(bench: str, summaries: dict, out: Path, fusion: str = "
              "| paired Δ per seed | S4L ahead in |", "|---|---|---|---|---|---|---|"]
     curve = {}
     for f in FRACTIONS:
-        sup, s4l = (mean_bal(group(summaries, r, f, fusion=fusion)) for r in ARM_PAIR)
-        curve[f] = (sup, s4l)
-        verdict = change = "-"
-        if sup and s4l:
-            (ms, ss, _), (m4, s4, _) = spread(sup), spread(s4l)
-            change = f"{100 * (m4 - ms):+.1f}"
-            verdict = "yes" if m4 - ms > max(ss, s4) else "no"
-        paired = paired_deltas(summaries, f, fusion=fusion)
-        ahead = f"{sum(d > 0 for d in paired)} of {len(paired)} seeds" if paired else "-"
-        lines.append(f"| {round(f * 100)} % | {fmt(sup)} | {fmt(s4l)} | {change} | {verdict} "
-                     f"| {fmt(paired).replace('not run', '-')} | {ahead} |")
+        curve[f], cells = bar_row(summaries, f, fusion=fusion)
+        lines.append(f"| {round(f * 100)} % | {cells} |")
     lines += ["", "Per label (test balanced accuracy %, mean ± std; test class counts in brackets):", "",
               *_pair_header("label (test classes)")]
     for label, cc in counts.items():
@@ -63,6 +56,21 @@ def label_budget_section(bench: str, summaries: dict, out: Path, fusion: str = "
     lines += ["", f"![label budget {title}]({bench}/{plot}.png)", ""]
     plot_label_budget(title, curve, out / bench / f"{plot}.png")
     return lines
+
+
+def bar_row(summaries: dict, fraction: float, fusion: str = "concat", pool: str = "subsample"
+            ) -> tuple[tuple[list[float], list[float]], str]:
+    """((supervised values, S4L values), the table cells: both arms, Δ of the means, whether Δ beats the larger
+    std (the bar), the paired Δ per seed and in how many seeds S4L leads)."""
+    sup, s4l = (mean_bal(group(summaries, r, fraction, fusion=fusion, pool=pool)) for r in ARM_PAIR)
+    change = verdict = "-"
+    if sup and s4l:
+        (ms, ss, _), (m4, s4, _) = spread(sup), spread(s4l)
+        change, verdict = f"{100 * (m4 - ms):+.1f}", ("yes" if m4 - ms > max(ss, s4) else "no")
+    paired = paired_deltas(summaries, fraction, pool=pool, fusion=fusion)
+    ahead = f"{sum(d > 0 for d in paired)} of {len(paired)} seeds" if paired else "-"
+    cells = f"{fmt(sup)} | {fmt(s4l)} | {change} | {verdict} | {fmt(paired).replace('not run', '-')} | {ahead}"
+    return (sup, s4l), cells
 
 
 def paired_deltas(summaries: dict, fraction: float, pool: str = "subsample", fusion: str = "concat") -> list[float]:
@@ -84,15 +92,8 @@ def pool_section(bench: str, summaries: dict) -> list[str]:
              "| labels kept | supervised | S4L | Δ | beats the spread? | paired Δ per seed | S4L ahead in "
              "| S4L, subsample only |", "|---|---|---|---|---|---|---|---|"]
     for f in FRACTIONS[:2]:
-        sup, s4l = (mean_bal(group(summaries, r, f, pool="all")) for r in ARM_PAIR)
-        verdict = change = "-"
-        if sup and s4l:
-            (ms, ss, _), (m4, s4, _) = spread(sup), spread(s4l)
-            change, verdict = f"{100 * (m4 - ms):+.1f}", ("yes" if m4 - ms > max(ss, s4) else "no")
-        paired = paired_deltas(summaries, f, pool="all")
-        ahead = f"{sum(d > 0 for d in paired)} of {len(paired)} seeds" if paired else "-"
-        lines.append(f"| {round(f * 100)} % | {fmt(sup)} | {fmt(s4l)} | {change} | {verdict} "
-                     f"| {fmt(paired).replace('not run', '-')} | {ahead} | {fmt(mean_bal(group(summaries, 's4l', f)))} |")
+        _, cells = bar_row(summaries, f, pool="all")
+        lines.append(f"| {round(f * 100)} % | {cells} | {fmt(mean_bal(group(summaries, 's4l', f)))} |")
     return lines + [""]
 
 
