@@ -183,6 +183,12 @@ def _frames(task_id, data, schema: LabelSchema, problems: ProblemLog) -> tuple[s
     return tuple(frames)
 
 
+def recording_id_of(task_id, data: dict) -> str:
+    """``data.recording_id``, or the task id when it is missing or empty."""
+    recording_id = data.get("recording_id")
+    return str(task_id) if recording_id in (None, "") else str(recording_id)
+
+
 def read_export(path_or_list, schema: LabelSchema, *, strict: bool = False, propagate: bool = True) -> ExportData:
     """Parse a Label Studio JSON / JSON_MIN export (a path or the loaded list) into recordings."""
     items = _load(path_or_list)
@@ -211,8 +217,7 @@ def read_export(path_or_list, schema: LabelSchema, *, strict: bool = False, prop
             sources.update({name: "propagated" for name in labels if name not in sources})
             for msg in contradictions:
                 problems.add("contradiction", task_id, None, msg)
-        recording_id = data.get("recording_id")
-        recording_id = str(task_id) if recording_id in (None, "") else str(recording_id)
+        recording_id = recording_id_of(task_id, data)
         subject_id = data.get("subject_id")
         recordings.append(Recording(
             task_id=task_id,

@@ -10,7 +10,7 @@ import numpy as np
 
 from training.config import DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
 from training.evaluate import load_recording, read_truth_csv
-from training.export_reader import read_export
+from training.export_reader import read_export, recording_id_of
 from training.frame_source import FrameFetcher, FrameSourceConfig
 from training.metrics import evaluate, expected_calibration_error, reliability_bins
 from training.schema import load_label_config
@@ -54,9 +54,8 @@ def pool_inputs(bench: str, paths: dict, settings: BenchSettings, split: dict, o
     if not export_path.exists():
         labelled = set(split["recordings"]["train"]) | set(split["recordings"]["val"]) | set(split["recordings"]["test"])
         tasks = json.loads(Path(paths["export"]).read_text(encoding="utf-8"))
-        for task in tasks:
-            rid = (task.get("data") or {}).get("recording_id") or str(task.get("id"))
-            if rid not in labelled:
+        for pos, task in enumerate(tasks):  # read_export's id rule: unreadable tasks it skips anyway
+            if recording_id_of(task.get("id", pos), task.get("data") or {}) not in labelled:
                 task["annotations"], task["drafts"], task["predictions"] = [], [], []
         export_path.parent.mkdir(parents=True, exist_ok=True)
         export_path.write_text(json.dumps(tasks), encoding="utf-8")
