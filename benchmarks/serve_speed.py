@@ -22,7 +22,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # `python benchmarks/...` puts only benchmarks/ on the path
+from tests.e2e.server_process import free_port, wait_for_health  # noqa: E402  (shared with the tests)
+
 FRAMES, SIZE, WIDTH = 10, 224, 0.5
 CLIENTS = 8
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
@@ -124,15 +125,7 @@ def timed(run, seconds: float) -> dict:
             "p50_ms": 1000 * statistics.median(latencies)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_backend(model_dir: Path, docroot: Path, config: ServeConfig) -> tuple[subprocess.Popen, str]:
-    import httpx
-
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # MALLOC decides
     env.update(config.env(), MODEL_DIR=str(model_dir), LOCAL_FILES_DOCUMENT_ROOT=str(docroot), LOG_LEVEL="WARNING",
@@ -140,14 +133,12 @@ def start_backend(model_dir: Path, docroot: Path, config: ServeConfig) -> tuple[
                PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-prom-"))
     proc = subprocess.Popen(["sh", str(ROOT / "scripts" / "docker_entrypoint.sh")], env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError(f"backend {config.name} did not start")
+    try:
+        wait_for_health(url, proc, timeout_s=30)
+    except RuntimeError:
+        proc.terminate()
+        raise
+    return proc, url
 
 
 def predict_once(client, url: str, refs: list[str], task_id: int) -> bool:

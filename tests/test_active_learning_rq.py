@@ -1,6 +1,5 @@
 """REDIS_URL set: jobs go through a real redis-server and an RQ SimpleWorker (burst)."""
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -10,16 +9,11 @@ import pytest
 from backend.active_learning import handle_webhook, training_status
 from backend.registry import ModelRegistry
 from backend.settings import Settings
+from e2e.server_process import free_port
 from test_active_learning_support import FakeLabelStudio, make_export, recorded
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 pytestmark = pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
