@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from training.config import LossConfig
 from training.dataset import RecordingDataset
-from training.labelled_batches import LabelledBatchSampler
 from training.distributed import DistContext, gather, mean_over_ranks, shard, sum_over_ranks
+from training.labelled_batches import LabelledBatchSampler
 from training.losses import (
     VatConfig, entropy_minimisation, masked_cross_entropy, rotate_batch, rotation_loss,
     select_rotation_frames, vat_loss,
@@ -105,7 +105,8 @@ def train_loader(dataset, batch_size: int, ctx: DistContext, seed: int, *,
 
 
 def stats_loader(dataset, batch_size: int, ctx: DistContext) -> DataLoader:
-    """Every item of this rank's shard once, in order: the clean pass of precise BatchNorm."""
+    """This rank's shard once, in order, for the clean pass of precise BatchNorm; a last partial batch is left
+    out when there is more than one batch (train-mode BatchNorm fails on a batch of 1)."""
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=len(sampler) > batch_size)
 
