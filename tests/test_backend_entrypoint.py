@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import subprocess
 import sys
@@ -13,23 +12,10 @@ from pathlib import Path
 import pytest
 
 from backend_fixtures import add_tiny_version
-from e2e.server_process import free_port
+from e2e.server_process import free_port, wait_for_health
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "scripts" / "docker_entrypoint.sh"
-
-
-def wait_for_health(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"entrypoint exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return json.loads(response.read())
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail("no /health answer within the timeout")
 
 
 def fastest_keep_alive_request_ms(port: int, n: int = 8) -> float:
@@ -52,24 +38,26 @@ def test_entrypoint_starts_the_backend_on_a_fresh_model_dir(tmp_path):
     port = free_port()
     env = dict(os.environ, MODEL_DIR=str(model_dir), PORT=str(port), HOST="127.0.0.1", PYTHON=sys.executable,
                WORKERS="2", LABEL_STUDIO_API_KEY="entry-secret-987", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
-    proc = subprocess.Popen(["sh", str(ENTRYPOINT)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    log = tmp_path / "entrypoint.log"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(["sh", str(ENTRYPOINT)], env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        health = wait_for_health(f"http://127.0.0.1:{port}/health", proc)
+        health = wait_for_health(url, proc, timeout_s=30, log=log)
         assert health == {"status": "UP", "model_class": "RecordingBackend", "model_version": None,
                           "training": "idle"}
         assert model_dir.is_dir()
         add_tiny_version(model_dir, tmp_path, "live-v1")  # both workers see it without a restart
         time.sleep(1.2)
         for _ in range(4):
-            assert wait_for_health(f"http://127.0.0.1:{port}/health", proc)["model_version"] == "live-v1"
+            assert wait_for_health(url, proc, timeout_s=30, log=log)["model_version"] == "live-v1"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             assert b"recmeta_predict_seconds" in response.read()
         assert fastest_keep_alive_request_ms(port) < 25  # TCP_NODELAY with several workers too
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=20)
-    assert b"entry-secret-987" not in out + err
+        proc.wait(timeout=20)
+    assert b"entry-secret-987" not in log.read_bytes()
 
 
 def test_serving_path_never_imports_torch():

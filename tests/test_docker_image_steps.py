@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from backend_fixtures import add_tiny_version, grey_image_bytes, ls_fixture, recorded_schema, reference_probs
-from test_backend_entrypoint import free_port, wait_for_health
+from e2e.server_process import free_port, wait_for_health
 from training.preprocess import PreprocessConfig, load_frame
 from training.propagation import load_rules
 
@@ -195,9 +195,11 @@ def test_entrypoint_serves_predictions_and_answers_the_healthcheck(dockerfile, i
     workdir = PurePosixPath(args_of(dockerfile, "WORKDIR")[-1])
     command = [str(image.app / PurePosixPath(entrypoint).relative_to(workdir))]  # exec form: needs its x bit
     check_cmd, check_timeout = healthcheck(dockerfile)
-    proc = subprocess.Popen(command, cwd=image.app, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "server.log"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(command, cwd=image.app, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        health = wait_for_health(f"http://127.0.0.1:{port}/health", proc, timeout_s=60)
+        health = wait_for_health(f"http://127.0.0.1:{port}", proc, timeout_s=60, log=log)
         assert health["status"] == "UP" and health["model_version"] == "image-v1"
         request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
@@ -214,6 +216,6 @@ def test_entrypoint_serves_predictions_and_answers_the_healthcheck(dockerfile, i
         assert up.returncode == 0, up.stderr.decode()
     finally:
         proc.terminate()
-        proc.communicate(timeout=20)
+        proc.wait(timeout=20)
     down = subprocess.run(["/bin/sh", "-c", check_cmd], env=env, capture_output=True, timeout=check_timeout)
     assert down.returncode != 0  # the HEALTHCHECK notices a server that is gone

@@ -13,7 +13,7 @@ from training import evaluate
 from training.experiments import doc, runner, tables
 from training.experiments.__main__ import main as experiments_main
 from training.experiments.arms import (
-    ABLATIONS, ARMS, BENCHES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings, bench_paths, plan,
+    ABLATIONS, ARMS, BENCHES, CV_PROBES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings, bench_paths, plan,
 )
 from training.experiments.bn_check import bn_check, bn_check_section
 from training.experiments.summaries import group, spread
@@ -36,8 +36,9 @@ def test_plan_pairs_both_arms_on_the_same_fractions_and_seeds():
     assert {(a.mode, a.kind, a.fusion) for a in runs} == variants
     for variant in variants - {("mtl", "multi", "concat")}:  # supervised, 100 %, every seed
         expected = {("supervised", 1.0, s) for s in (0, 1, 2)}
-        if variant == ("mtl", "multi", "mean"):  # the default fusion: both arms of the label budget too
+        if variant == ("mtl", "multi", "mean"):  # the default fusion: the label budget and the ablations too
             expected = {(r, f, s) for r in ("supervised", "s4l") for f in FRACTIONS for s in (0, 1, 2)}
+            expected |= {(r, f, s) for r in (*ABLATIONS, *PROBES) for f in FRACTIONS[:2] for s in (0, 1, 2)}
         assert {(a.recipe, a.fraction, a.seed) for a in runs if (a.mode, a.kind, a.fusion) == variant} == expected
     assert {(a.mode, a.kind, a.fusion) for a in plan("facemask", (0,))} == {("mtl", "multi", "concat")}  # one label, one frame
     # the bar's runs (10 % and 30 %, both arms) come first
@@ -260,3 +261,31 @@ def test_pool_inputs_hide_the_annotations_of_the_left_out_training_subjects(tmp_
     for rid in before:
         assert after[rid] == (before[rid] if rid in kept else {}), rid
     assert any(before[rid] for rid in set(before) - kept)  # something really was hidden
+
+
+def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
+    cv = [a for a in plan("nuaa", (0, 1)) if a.fold >= 0]
+    assert {(a.recipe, a.fraction, a.seed, a.fold) for a in cv} == {
+        (r, f, s, k) for r in ("supervised", "s4l", *CV_PROBES) for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
+    assert all(a.fusion == "mean" and a.run_id.endswith(f"-mean-cv{a.fold}") for a in cv)
+    assert not [a for a in plan("facemask", (0,)) if a.fold >= 0]
+
+
+def _cv_summary(recipe, seed, fold, confusion):
+    arm = {"recipe": recipe, "fraction": 0.1, "seed": seed, "mode": "mtl", "kind": "multi", "fusion": "mean",
+           "pool": "subsample", "fold": fold}
+    label = {"confusion": confusion, "per_class": {"A": {}, "B": {}}}
+    return {"arm": arm, "test": {"metrics": {"labels": {"x": label}}}}
+
+
+def test_cross_validated_score_pools_the_folds_test_confusions():
+    from training.experiments.cv_tables import pooled
+
+    runs = [_cv_summary("s4l", 0, 0, [[2, 0], [1, 1]]), _cv_summary("s4l", 0, 1, [[0, 0], [0, 4]]),
+            _cv_summary("s4l", 1, 0, [[1, 1], [0, 2]])]  # seed 1 lacks fold 1: left out
+    scores = pooled({str(i): s for i, s in enumerate(runs)}, "s4l", 0.1, k=2)
+    assert list(scores) == [0]
+    # the predictions together: A 2 of 2 right, B 5 of 6 -> (1 + 5/6) / 2, not the mean of the folds' scores
+    assert scores[0]["labels"]["x"] == pytest.approx((1 + 5 / 6) / 2)
+    assert scores[0]["support"]["x"] == {"A": 2, "B": 6}
+    assert scores[0]["mean"] == pytest.approx((1 + 5 / 6) / 2)

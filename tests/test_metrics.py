@@ -157,3 +157,10 @@ def test_metrics_is_torch_free():
     import sys
     code = "import sys, training.metrics; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_balanced_accuracy_of_a_confusion_skips_absent_classes():
+    from training.metrics import balanced_accuracy
+
+    assert balanced_accuracy([[3, 1, 0], [0, 0, 0], [1, 1, 2]]) == pytest.approx((3 / 4 + 2 / 4) / 2)
+    assert balanced_accuracy([[0, 0], [0, 0]]) is None

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from training.export_reader import Recording
-from training.split import main, split_subjects
+from training.split import main, solve, split_subjects
 from training.split_problem import SPLITS, SplitConfig, build_units, targets
 from training.synthetic import random_recordings
 
@@ -25,6 +25,20 @@ def _reference_objectives(units, assignments, ratios):
         have = (assignments == s).astype(float) @ cols
         total += (np.abs(have - ratio * totals)[:, keep] / totals[keep]).sum(axis=1)
     return total
+
+
+def _brute_force_best(units, cfg):
+    """The lowest reference objective over every assignment of units to parts that meets the tolerances."""
+    parts = len(cfg.ratios)
+    tg = targets(units, cfg)
+    every = np.array(list(itertools.product(range(parts), repeat=len(units))))
+    n_sub = np.array([len(u.subjects) for u in units])
+    n_rec = np.array([len(u.recordings) for u in units])
+    ok = np.ones(len(every), bool)
+    for s in range(parts):
+        ok &= np.abs((every == s) @ n_sub - tg["subjects"][s]) <= tg["subject_tol"]
+        ok &= np.abs((every == s) @ n_rec - tg["recordings"][s]) <= tg["recording_tol"]
+    return _reference_objectives(units, every[ok], cfg.ratios).min()
 
 
 def _assignment(result, units):
@@ -50,17 +64,19 @@ def test_matches_brute_force_optimum(schema):
     _check_partition(result, recordings)
     assert result["solver"]["fallback"] is None
     units, _ = build_units(recordings, schema)
-    tg = targets(units, cfg)
-    every = np.array(list(itertools.product(range(3), repeat=len(units))))
-    n_sub = np.array([len(u.subjects) for u in units])
-    n_rec = np.array([len(u.recordings) for u in units])
-    ok = np.ones(len(every), bool)
-    for s in range(3):
-        ok &= np.abs((every == s) @ n_sub - tg["subjects"][s]) <= tg["subject_tol"]
-        ok &= np.abs((every == s) @ n_rec - tg["recordings"][s]) <= tg["recording_tol"]
-    best = _reference_objectives(units, every[ok], cfg.ratios).min()
     got = _reference_objectives(units, np.array([_assignment(result, units)]), cfg.ratios)[0]
-    assert got == pytest.approx(best, abs=1e-6)
+    assert got == pytest.approx(_brute_force_best(units, cfg), abs=1e-6)
+
+
+def test_k_part_problem_matches_brute_force_optimum(schema):
+    # the cross-validation folds (training/folds.py) solve the same program with k equal parts
+    recordings = random_recordings(schema, subjects=8, seed=4, max_recordings=1, label_probability=0.6)
+    cfg = SplitConfig(ratios=(0.25,) * 4, seed=0, gap_recordings=0.0)
+    units, _ = build_units(recordings, schema)
+    assign, solver = solve(units, cfg)
+    assert solver["fallback"] is None
+    got = _reference_objectives(units, np.array([assign]), cfg.ratios)[0]
+    assert got == pytest.approx(_brute_force_best(units, cfg), abs=1e-6)
 
 
 def test_relaxes_tolerances_when_infeasible(schema):

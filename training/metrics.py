@@ -119,6 +119,15 @@ def expected_calibration_error(probs, y_true, bins: int = DEFAULT_ECE_BINS) -> f
     return float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in table if b["count"]) / total)
 
 
+def balanced_accuracy(confusion) -> float | None:
+    """Mean recall over the classes that occur (rows = true class); None for an empty matrix. Confusions of
+    several test sets add up, so their sum gives the pooled score."""
+    confusion = np.asarray(confusion)
+    support = confusion.sum(axis=1)
+    occurs = support > 0
+    return float(np.mean(np.diag(confusion)[occurs] / support[occurs])) if occurs.any() else None
+
+
 def label_metrics(y_true, probs, classes: Sequence[str]) -> dict:
     """Metrics of one label; accuracies are None when no row is labelled.
 
@@ -137,8 +146,7 @@ def label_metrics(y_true, probs, classes: Sequence[str]) -> dict:
         for k, cls in enumerate(classes)
     }
     n = int(keep.sum())
-    recalls = [per_class[c]["recall"] for c in classes if per_class[c]["recall"] is not None]
-    balanced = float(np.mean(recalls)) if n else None
+    balanced = balanced_accuracy(confusion)
     out = {
         "n": n,
         "n_total": int(y.shape[0]),

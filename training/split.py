@@ -43,7 +43,8 @@ from training.split_report import deviation, random_split, summary
 
 
 def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: float) -> tuple[list[int] | None, str]:
-    """Split index per unit from the integer program, or None; plus CBC's solution status."""
+    """Part index per unit (one part per ratio) from the integer program, or None; plus CBC's solution status."""
+    parts = range(len(cfg.ratios))
     rng = np.random.default_rng(cfg.seed)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i in rng.permutation(len(units)):  # seeded order among interchangeable units
@@ -55,10 +56,10 @@ def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: fl
     totals = np.sum([sig[2] for sig in signatures for _ in groups[sig]], axis=0)
     prob = pulp.LpProblem("subject_split", pulp.LpMinimize)
     y = {(g, s): pulp.LpVariable(f"y_{g}_{s}", 0, len(groups[sig]), cat=pulp.LpInteger)
-         for g, sig in enumerate(signatures) for s in range(3)}
+         for g, sig in enumerate(signatures) for s in parts}
     objective = []
     for g, sig in enumerate(signatures):
-        prob += pulp.lpSum(y[g, s] for s in range(3)) == len(groups[sig]), f"one_split_{g}"
+        prob += pulp.lpSum(y[g, s] for s in parts) == len(groups[sig]), f"one_split_{g}"
     for s, ratio in enumerate(cfg.ratios):
         n_sub = pulp.LpAffineExpression([(y[g, s], sig[0]) for g, sig in enumerate(signatures)])
         n_rec = pulp.LpAffineExpression([(y[g, s], sig[1]) for g, sig in enumerate(signatures)])
@@ -77,7 +78,7 @@ def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: fl
     prob += pulp.lpSum(objective)
     # Stop once within ~one recording per (split, class) of the bound: finer gains are noise, and
     # stopping on the gap rather than the clock keeps the result reproducible.
-    gap = cfg.gap_recordings * float(sum(3.0 / t for t in totals if t > 0))
+    gap = cfg.gap_recordings * float(sum(len(parts) / t for t in totals if t > 0))
     prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, round(time_limit)), threads=1, gapAbs=gap))
     status = {1: "optimal within gap", 2: "feasible (time limit)", 0: "no solution", -1: "infeasible"}.get(prob.sol_status, "undefined")
     if prob.sol_status not in (1, 2):
@@ -85,7 +86,7 @@ def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: fl
     assign = [0] * len(units)
     for g, sig in enumerate(signatures):
         members = iter(groups[sig])
-        for s in range(3):
+        for s in parts:
             for _ in range(round(y[g, s].value() or 0)):
                 assign[next(members)] = s
     return assign, status
@@ -96,23 +97,17 @@ def greedy_split(units: list[Unit], cfg: SplitConfig) -> list[int]:
     tg = targets(units, cfg)
     order = np.random.default_rng(cfg.seed).permutation(len(units))
     order = sorted(order, key=lambda i: -len(units[i].recordings))
-    have = [0.0, 0.0, 0.0]
+    have = [0.0] * len(cfg.ratios)
     assign = [0] * len(units)
     for i in order:
-        s = max(range(3), key=lambda k: (tg["recordings"][k] - have[k]) / tg["recordings"][k])
+        s = max(range(len(cfg.ratios)), key=lambda k: (tg["recordings"][k] - have[k]) / tg["recordings"][k])
         assign[i] = s
         have[s] += len(units[i].recordings)
     return assign
 
 
-def split_subjects(recordings, schema: LabelSchema, ratios=(0.7, 0.1, 0.2), seed: int = 0,
-                   time_limit_s: float = 20.0, duplicate_groups=(), config: SplitConfig | None = None) -> dict:
-    """Assign whole subjects to train/val/test; returns the split.json dict (see module doc)."""
-    cfg = config or SplitConfig(tuple(ratios), seed, time_limit_s)
-    recordings = sorted(recordings, key=lambda r: r.recording_id)
-    if not recordings:
-        raise ValueError("split_subjects: no recordings to split")
-    units, merges = build_units(recordings, schema, duplicate_groups)
+def solve(units: list[Unit], cfg: SplitConfig) -> tuple[list[int], dict]:
+    """Part index per unit: the ILP, relaxed tolerances, then greedy; plus the solver record for split.json."""
     start = time.perf_counter()
     assign, attempts = None, []
     for factor in cfg.relax_factors:
@@ -127,7 +122,27 @@ def split_subjects(recordings, schema: LabelSchema, ratios=(0.7, 0.1, 0.2), seed
         f"tolerances x{attempts[-1]['tolerance_factor']}" if assign is not None else "greedy")
     if assign is None:
         assign = greedy_split(units, cfg)
-    elapsed = time.perf_counter() - start
+    return assign, {"status": attempts[-1]["status"] if attempts else "not run",
+                    "time": round(time.perf_counter() - start, 3), "fallback": fallback, "attempts": attempts}
+
+
+def split_subjects(recordings, schema: LabelSchema, ratios=(0.7, 0.1, 0.2), seed: int = 0,
+                   time_limit_s: float = 20.0, duplicate_groups=(), config: SplitConfig | None = None) -> dict:
+    """Assign whole subjects to train/val/test; returns the split.json dict (see module doc)."""
+    cfg = config or SplitConfig(tuple(ratios), seed, time_limit_s)
+    if len(cfg.ratios) != len(SPLITS):
+        raise ValueError(f"ratios must be three numbers (train,val,test), got {cfg.ratios}")
+    recordings = sorted(recordings, key=lambda r: r.recording_id)
+    if not recordings:
+        raise ValueError("split_subjects: no recordings to split")
+    units, merges = build_units(recordings, schema, duplicate_groups)
+    assign, solver = solve(units, cfg)
+    return split_document(units, assign, cfg, schema, solver, merges)
+
+
+def split_document(units: list[Unit], assign: list[int], cfg: SplitConfig, schema: LabelSchema, solver: dict,
+                   merges: list) -> dict:
+    """The split.json dict of a train/val/test assignment (split index per unit)."""
     columns = class_columns(schema)
     out_subjects = {name: [] for name in SPLITS}
     out_recordings = {name: [] for name in SPLITS}
@@ -151,8 +166,7 @@ def split_subjects(recordings, schema: LabelSchema, ratios=(0.7, 0.1, 0.2), seed
         "tolerances": {"subjects": tg["subject_tol"], "recordings": round(tg["recording_tol"], 3)},
         "deviation": deviation(units, assign, cfg),
         "random_deviation": deviation(units, random_split(units, cfg), cfg),
-        "solver": {"status": attempts[-1]["status"] if attempts else "not run", "time": round(elapsed, 3),
-                   "fallback": fallback, "attempts": attempts},
+        "solver": solver,
         "duplicate_merges": merges,
     }
 
@@ -172,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     try:
         ratios = tuple(float(x) for x in args.ratios.split(","))
+        if len(ratios) != len(SPLITS):
+            raise ValueError(f"--ratios needs three numbers (train,val,test), got {args.ratios!r}")
         config = SplitConfig(ratios, args.seed, args.time_limit)
         schema = load_label_config(args.label_config)
         recordings = read_export(args.export, schema).recordings

@@ -45,10 +45,9 @@ class S4LObjective(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, targets: torch.Tensor, semi: bool):
         model = self.model
-        multi = mask is not None
 
         def logits_fn(z: torch.Tensor) -> dict[str, torch.Tensor]:
-            return model(z, mask) if multi else model.frame_logits(z)
+            return head_logits(model, z, mask)
 
         logits = logits_fn(x)
         sup, _ = masked_cross_entropy(logits, targets, self.class_weights, self.label_weights)
@@ -65,11 +64,16 @@ class S4LObjective(nn.Module):
                                         model=model, cfg=self.vat)
                 total = total + self.cfg.vat_weight * parts["vat"]
             if self.cfg.rotation_weight:
-                images = select_rotation_frames(x, mask, self.rotation_frames) if multi else x
+                images = select_rotation_frames(x, mask, self.rotation_frames) if mask is not None else x
                 rotated, rot_targets = rotate_batch(images)
                 parts["rotation"] = rotation_loss(model.rotation_logits(rotated), rot_targets)
                 total = total + self.cfg.rotation_weight * parts["rotation"]
         return total, {k: v.detach() for k, v in parts.items()}
+
+
+def head_logits(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Per-label logits of a batch: recordings [B, T, ...] with their frame mask, or single frames (mask None)."""
+    return model(x, mask) if mask is not None else model.frame_logits(x)
 
 
 def _pick(logits: dict[str, torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -153,7 +157,7 @@ def clean_forward(device: str):
     """forward(model, batch) on a training loader's batch without perturbation (precise BatchNorm)."""
     def forward(model: nn.Module, batch) -> dict:
         x, mask, _ = _unpack(batch, device)
-        return model(x, mask) if mask is not None else model.frame_logits(x)
+        return head_logits(model, x, mask)
     return forward
 
 

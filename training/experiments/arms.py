@@ -24,6 +24,8 @@ BENCHES = {
     "nuaa": BenchSettings(frames=10, image_size=64, epochs_per_step=2, batch_size=12),
     "facemask": BenchSettings(frames=1, image_size=64, epochs_per_step=2, batch_size=32, max_train_recordings=600),
 }
+CV_FOLDS = {"nuaa": 5}  # subject folds of the cross-validated label budget (3 test people per split are few)
+CV_PROBES = ("sup_weight1",)  # S4L arms cross-validated besides the full recipe (docs/results.md says why)
 QUICK = {"frames": 2, "image_size": 32, "epochs_per_step": 1, "max_train_recordings": 40}
 
 
@@ -38,13 +40,16 @@ class Arm:
     # "all": the training subjects left out of a subsampled benchmark join as UNLABELLED recordings
     # (their annotations hidden); the labelled ones are the subsample's. S4L's regime: many unlabelled.
     pool: str = "subsample"
+    fold: int = -1  # -1: the benchmark's one split (split.json); f >= 0: cross-validation split f (split_cv{f}.json)
 
     @property
     def run_id(self) -> str:
         # concat arms keep the ids they had before fusion became an arm field (their summaries stay valid)
         fusion = "" if self.fusion == "concat" else f"-{self.fusion}"
         pool = "" if self.pool == "subsample" else f"-{self.pool}pool"
-        return f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}{fusion}{pool}"
+        fold = "" if self.fold < 0 else f"-cv{self.fold}"
+        return (f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}"
+                f"{fusion}{pool}{fold}")
 
 
 # S4L arms: (LossConfig changes, RecipeConfig changes) on top of the full recipe, one change each
@@ -74,6 +79,10 @@ def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
         runs += [Arm("s4l", 1.0, s, fusion="mean") for s in seeds]  # the fusion choice under the full recipe
         # the label budget again with mean fusion, the product's default since it measured better
         runs += [Arm(r, f, s, fusion="mean") for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]
+        runs += [Arm(r, f, s, fusion="mean") for f in FRACTIONS[:2] for s in seeds for r in (*ABLATIONS, *PROBES)]
+    if bench in CV_FOLDS:  # the label budget cross-validated: every subject is tested once per seed
+        runs += [Arm(r, f, s, fusion="mean", fold=k) for r in ("supervised", "s4l", *CV_PROBES) for f in FRACTIONS[:2]
+                 for s in seeds for k in range(CV_FOLDS[bench])]
     if BENCHES[bench].max_train_recordings:  # the left-out training subjects as unlabelled data
         runs += [Arm(r, f, s, pool="all") for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]
     return runs

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .arms import BENCHES, DATA_ROOT, bench_paths
 from .bn_check import bn_check_section
+from .cv_tables import cv_section
 from .summaries import load_summaries
 from .tables import (
     calibration_section, label_budget_section, label_counts_section, pool_section, runs_section, steps_section,
@@ -29,10 +30,10 @@ def write_doc(out: Path, doc: Path, preface: str = "", data_root: Path = DATA_RO
         lines += _setup_lines(out / bench / "settings.json", split, len(summaries))
         seeds = sorted({s["arm"]["seed"] for s in summaries.values()})
         lines += label_budget_section(bench, summaries, out) + label_budget_section(bench, summaries, out, "mean")
-        lines += pool_section(bench, summaries)
+        lines += cv_section(bench, summaries, out, bench_paths(bench, data_root)) + pool_section(bench, summaries)
         if bench_paths(bench, data_root)["export"].exists():
             lines += label_counts_section(bench, bench_paths(bench, data_root), split, seeds)
-        lines += steps_section(bench, summaries) + bn_check_section(bench, out)
+        lines += steps_section(bench, summaries) + steps_section(bench, summaries, "mean") + bn_check_section(bench, out)
         if bench == "nuaa":
             lines += variants_section(summaries)
         lines += calibration_section(bench, summaries, out) + runs_section(bench, summaries)
@@ -43,7 +44,8 @@ def _setup_lines(settings_path: Path, split: dict, n_runs: int) -> list[str]:
     settings = json.loads(settings_path.read_text(encoding="utf-8"))
     parts = ", ".join(f"{k} {len(v)} subjects / {len(split['recordings'][k])} recordings" for k, v in split["subjects"].items())
     return ["", f"Settings: `{json.dumps(settings['settings'])}`" + (" (QUICK: checks the pipeline only)" if settings["quick"] else ""),
-            "Split (subject-disjoint, training.split seed 0, shared by every run): " + parts +
+            "Split (subject-disjoint, training.split seed 0, shared by every run but the cross-validated ones): "
+            + parts +
             (f". {split['note']}" if split.get("note") else "") + f"; {n_runs} runs completed.", ""]
 
 

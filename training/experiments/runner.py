@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from training.frame_source import FrameFetcher, FrameSourceConfig
 from training.metrics import evaluate, expected_calibration_error, reliability_bins
 from training.schema import load_label_config
 
-from .arms import BENCHES, DATA_ROOT, QUICK, S4L_ARMS, Arm, BenchSettings, bench_paths, plan
+from .arms import BENCHES, CV_FOLDS, DATA_ROOT, QUICK, S4L_ARMS, Arm, BenchSettings, bench_paths, plan
 
 
 def make_split(bench: str, paths: dict, settings: BenchSettings) -> dict:
@@ -38,6 +39,21 @@ def make_split(bench: str, paths: dict, settings: BenchSettings) -> dict:
                          f"subjects ({len(kept)} recordings), seed 0")
         split["subjects"]["train"], split["recordings"]["train"] = sorted(subjects), sorted(kept)
     return split
+
+
+def cv_split(bench: str, paths: dict, fold: int, out: Path) -> tuple[dict, Path]:
+    """(split dict, its path) of cross-validation split `fold`; all k are written on first use."""
+    path = out / bench / f"split_cv{fold}.json"
+    if not path.exists():
+        from training.folds import cross_validation_splits
+
+        schema = load_label_config(paths["label_config"])
+        recordings = read_export(paths["export"], schema).recordings
+        for f, doc in enumerate(cross_validation_splits(recordings, schema, k=CV_FOLDS[bench])):
+            part = out / bench / f"split_cv{f}.json.{os.getpid()}"  # parallel grid workers: whole files only
+            part.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+            part.replace(out / bench / f"split_cv{f}.json")
+    return json.loads(path.read_text(encoding="utf-8")), path
 
 
 def pool_inputs(bench: str, paths: dict, settings: BenchSettings, split: dict, out: Path, work: Path
@@ -125,6 +141,8 @@ def run_arm(arm: Arm, bench: str, settings: BenchSettings, paths: dict, split: d
     fit_paths, split_path = paths, out / bench / "split.json"
     if arm.pool == "all":
         fit_paths, split_path = pool_inputs(bench, paths, settings, split, out, work)
+    if arm.fold >= 0:
+        split, split_path = cv_split(bench, paths, arm.fold, out)
     cfg = fit_config(arm, settings, fit_paths, split_path, run_dir, threads)
     started = time.perf_counter()
     if not (run_dir / "metrics.json").exists():

@@ -49,5 +49,5 @@ def delta(values: list[float], reference: list[float]) -> str:
 
 def class_counts(summaries: dict) -> dict[str, str]:
     """'Live 12 / Photo 18' per label: the test truth the accuracies rest on."""
-    first = next(iter(summaries.values()))["test"]["metrics"]["labels"]
+    first = next(s for s in summaries.values() if s["arm"].get("fold", -1) < 0)["test"]["metrics"]["labels"]
     return {n: " / ".join(f"{c} {v['n']}" for c, v in m["per_class"].items()) for n, m in first.items()}

@@ -63,14 +63,17 @@ def bar_row(summaries: dict, fraction: float, fusion: str = "concat", pool: str 
     """((supervised values, S4L values), the table cells: both arms, Δ of the means, whether Δ beats the larger
     std (the bar), the paired Δ per seed and in how many seeds S4L leads)."""
     sup, s4l = (mean_bal(group(summaries, r, fraction, fusion=fusion, pool=pool)) for r in ARM_PAIR)
+    return (sup, s4l), bar_cells(sup, s4l, paired_deltas(summaries, fraction, pool=pool, fusion=fusion))
+
+
+def bar_cells(sup: list[float], s4l: list[float], paired: list[float]) -> str:
+    """Both arms, Δ of the means, whether Δ beats the larger std (the bar), the paired Δ, seeds S4L leads in."""
     change = verdict = "-"
     if sup and s4l:
         (ms, ss, _), (m4, s4, _) = spread(sup), spread(s4l)
         change, verdict = f"{100 * (m4 - ms):+.1f}", ("yes" if m4 - ms > max(ss, s4) else "no")
-    paired = paired_deltas(summaries, fraction, pool=pool, fusion=fusion)
     ahead = f"{sum(d > 0 for d in paired)} of {len(paired)} seeds" if paired else "-"
-    cells = f"{fmt(sup)} | {fmt(s4l)} | {change} | {verdict} | {fmt(paired).replace('not run', '-')} | {ahead}"
-    return (sup, s4l), cells
+    return f"{fmt(sup)} | {fmt(s4l)} | {change} | {verdict} | {fmt(paired).replace('not run', '-')} | {ahead}"
 
 
 def paired_deltas(summaries: dict, fraction: float, pool: str = "subsample", fusion: str = "concat") -> list[float]:
@@ -128,22 +131,30 @@ def _export_test_n(summaries: dict) -> str:
     return "no S4L run"
 
 
-def steps_section(bench: str, summaries: dict) -> list[str]:
-    lines = [f"### Contribution of each step and of each unsupervised loss ({bench})", "",
+def steps_section(bench: str, summaries: dict, fusion: str = "concat") -> list[str]:
+    """Steps 1-3 of the S4L runs, and the ablations / probes next to the full recipe at every budget they ran."""
+    fractions = [f for f in FRACTIONS if any(group(summaries, r, f, fusion=fusion) for r in S4L_ARMS if r != "s4l")]
+    if fusion != "concat" and not fractions:
+        return []
+    title = bench if fusion == "concat" else f"{bench}, {fusion} frame fusion"
+    lines = [f"### Contribution of each step and of each unsupervised loss ({title})", "",
              "Steps: the S4L runs' metrics.json `steps` (best epoch of each step), scored by training.fit on the "
              "test recordings' EXPORT annotations (partial: " + _export_test_n(summaries) + "), not truth.csv. "
-             "Ablations and probes: full recipe with one change (see S4L_ARMS in training/experiments/arms.py) at 30 % "
-             "of the labels, scored on truth.csv.", "",
+             "Ablations and probes: full recipe with one change (see S4L_ARMS in training/experiments/arms.py), "
+             "scored on truth.csv.", "",
              "| labels kept | after step 1 | after step 2 | after step 3 | step-3 model on truth.csv |", "|---|---|---|---|---|"]
     for f in FRACTIONS:
-        runs = group(summaries, "s4l", f)
+        runs = group(summaries, "s4l", f, fusion=fusion)
         cells = [fmt(mean_bal(runs, where=lambda s, k=k: (s["steps"].get(k) or {}).get("test"))) for k in ("1", "2", "3")]
         lines.append(f"| {round(f * 100)} % | " + " | ".join(cells) + f" | {fmt(mean_bal(runs))} |")
-    lines += ["", "| arm (30 % of labels) | test mean balanced acc. % | Δ vs full S4L |", "|---|---|---|"]
-    full = mean_bal(group(summaries, "s4l", 0.3))
-    for recipe in S4L_ARMS:
-        vals = mean_bal(group(summaries, recipe, 0.3))
-        lines.append(f"| {recipe} | {fmt(vals)} | {delta(vals, full) if recipe != 's4l' else '-'} |")
+    lines += ["", "| arm | " + " | ".join(f"{round(f * 100)} % of labels | Δ vs full S4L" for f in fractions) + " |",
+              "|---" * (1 + 2 * len(fractions)) + "|"]
+    for recipe in ("supervised", *S4L_ARMS):
+        cells = []
+        for f in fractions:
+            vals, full = (mean_bal(group(summaries, r, f, fusion=fusion)) for r in (recipe, "s4l"))
+            cells += [fmt(vals), delta(vals, full) if recipe != "s4l" else "-"]
+        lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -1,0 +1,108 @@
+"""The cross-validated label budget: k subject folds, every subject tested once per seed.
+
+One score per (arm, seed) comes from the k folds' test confusions added up (training.metrics.
+balanced_accuracy of the sum), i.e. balanced accuracy over every recording of the benchmark. A seed
+counts only when all k folds of its arm have finished."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training.metrics import balanced_accuracy
+
+from .arms import CV_FOLDS, CV_PROBES, FRACTIONS
+from .summaries import fmt, spread
+from .tables import ARM_PAIR, bar_cells, training_label_counts
+
+
+def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = "mean") -> dict[int, dict]:
+    """seed -> {"mean": pooled mean balanced accuracy, "labels": {name: pooled balanced accuracy},
+    "support": {name: {class: n}}} for every seed whose k folds all finished."""
+    folds: dict[int, dict[int, dict]] = {}
+    for s in summaries.values():
+        a = s["arm"]
+        if (a.get("fold", -1) >= 0 and a["recipe"] == recipe and a["fraction"] == fraction
+                and a.get("fusion", "concat") == fusion and a["mode"] == "mtl" and a["kind"] == "multi"):
+            folds.setdefault(a["seed"], {})[a["fold"]] = s
+    out = {}
+    for seed, runs in sorted(folds.items()):
+        if len(runs) < k:
+            continue
+        labels, support = {}, {}
+        for name, first in runs[0]["test"]["metrics"]["labels"].items():
+            confusion = np.sum([r["test"]["metrics"]["labels"][name]["confusion"] for r in runs.values()], axis=0)
+            if confusion.sum():
+                labels[name] = balanced_accuracy(confusion)
+                support[name] = dict(zip(first["per_class"], confusion.sum(axis=1).tolist()))
+        out[seed] = {"mean": float(np.mean(list(labels.values()))), "labels": labels, "support": support}
+    return out
+
+
+def coverage_lines(paths: dict, out: Path, bench: str, k: int, seeds: list[int]) -> list[str]:
+    """How many training labels the cross-validated runs learn from, and how many classes they cover."""
+    splits = [json.loads((out / bench / f"split_cv{i}.json").read_text(encoding="utf-8")) for i in range(k)]
+    lines = ["", f"Training labels of these runs (mean over the {k} splits x {len(seeds)} seeds; a class no training "
+             "label shows cannot be predicted by any recipe, so it caps that label's balanced accuracy):", "",
+             "| labels kept | label | labelled recordings | classes with a label | runs with every class |",
+             "|---|---|---|---|---|"]
+    for f in FRACTIONS[:2]:
+        counts = [training_label_counts(paths, split, f, seed) for split in splits for seed in seeds]
+        for name, first in counts[0].items():
+            per_run = [np.asarray(c[name]) for c in counts]
+            covered = [int((c > 0).sum()) for c in per_run]
+            lines.append(f"| {round(f * 100)} % | {name} | {np.mean([c.sum() for c in per_run]):.1f} | "
+                         f"{np.mean(covered):.2f} of {len(first)} | "
+                         f"{sum(c == len(first) for c in covered)} of {len(per_run)} |")
+    return lines
+
+
+def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None) -> list[str]:
+    k = CV_FOLDS.get(bench)
+    if not k or not pooled(summaries, "s4l", FRACTIONS[0], k):
+        return []
+    folds = json.loads((out / bench / "split_cv0.json").read_text(encoding="utf-8"))["fold"]["folds"]
+    lines = [f"### Label budget, cross-validated ({bench}, {k} subject folds, mean frame fusion)", "",
+             f"The label-budget arms on {k} subject-disjoint splits (`training/folds.py`, `split_cv*.json`): the ILP "
+             f"deals the subjects into {k} folds balanced per class; split f tests on fold f and divides the rest into "
+             "train and val. Test folds: " + "; ".join(f"{i}: {', '.join(f)}" for i, f in enumerate(folds)) + ". "
+             f"One value per seed = balanced accuracy of the {k} folds' test predictions together (every recording "
+             "of the benchmark, scored on truth.csv), then mean ± sample std over seeds.", "",
+             "| labels kept | S4L arm | supervised only | that S4L arm | Δ (S4L − sup.) | beats the spread? "
+             "| paired Δ per seed | S4L ahead in |", "|---|---|---|---|---|---|---|---|"]
+    scores = {(r, f): pooled(summaries, r, f, k) for f in FRACTIONS[:2] for r in (*ARM_PAIR, *CV_PROBES)}
+    header = ["| {} | " + " | ".join(f"{a} {round(f * 100)} %" for f in FRACTIONS[:2] for a in ("sup.", "S4L")) + " |",
+              "|---" * 5 + "|"]
+    for f in FRACTIONS[:2]:
+        sup = scores["supervised", f]
+        for arm in ("s4l", *CV_PROBES):
+            s4l = scores[arm, f]
+            if arm != "s4l" and not s4l:
+                continue
+            paired = [s4l[s]["mean"] - sup[s]["mean"] for s in sorted(set(sup) & set(s4l))]
+            values = [v["mean"] for v in sup.values()], [v["mean"] for v in s4l.values()]
+            lines.append(f"| {round(f * 100)} % | {arm} | {bar_cells(*values, paired)} |")
+    any_run = next(v for v in scores["s4l", FRACTIONS[0]].values())
+    lines += ["", "Per label (pooled balanced accuracy %, mean ± std over seeds; classes over all test folds):", "",
+              header[0].format("label (classes)"), header[1]]
+    for label, support in any_run["support"].items():
+        cells = [fmt([v["labels"][label] for v in scores[r, f].values()]) for f in FRACTIONS[:2] for r in ARM_PAIR]
+        counts = " / ".join(f"{c} {n}" for c, n in support.items())
+        lines.append(f"| {label} ({counts}) | " + " | ".join(cells) + " |")
+    lines += ["", "Per fold (test mean balanced accuracy % of that fold alone, mean over seeds), to show how much "
+              "the test people decide a single split's verdict:", "",
+              header[0].format("fold"), header[1]]
+    for i in range(k):
+        cells = []
+        for f in FRACTIONS[:2]:
+            for r in ARM_PAIR:
+                vals = [s["test"]["metrics"]["mean_balanced_accuracy"] for s in summaries.values()
+                        if s["arm"].get("fold", -1) == i and s["arm"]["recipe"] == r and s["arm"]["fraction"] == f
+                        and s["arm"].get("fusion") == "mean"]
+                cells.append(f"{100 * spread(vals)[0]:.1f} (n={len(vals)})" if vals else "not run")
+        lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    if paths and paths["export"].exists():
+        lines += coverage_lines(paths, out, bench, k, sorted({s["arm"]["seed"] for s in summaries.values()
+                                                              if s["arm"].get("fold", -1) >= 0}))
+    return lines + [""]
