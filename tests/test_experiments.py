@@ -289,3 +289,29 @@ def test_cross_validated_score_pools_the_folds_test_confusions():
     assert scores[0]["labels"]["x"] == pytest.approx((1 + 5 / 6) / 2)
     assert scores[0]["support"]["x"] == {"A": 2, "B": 6}
     assert scores[0]["mean"] == pytest.approx((1 + 5 / 6) / 2)
+
+
+def test_cross_validated_runs_end_to_end(tmp_path, monkeypatch):
+    """Two folds x both arms on a synthetic 'nuaa': every subject tested once, the doc pools both folds."""
+    from training.experiments import arms, cv_tables
+
+    monkeypatch.setitem(arms.CV_FOLDS, "nuaa", 2)
+    generate(tmp_path / "nuaa", recordings=24, subjects=8, frames=2, size=32, label_fraction=0.6, seed=1)
+    shutil.copy(REPO / "label_config.xml", tmp_path / "nuaa" / "label_config.xml")
+    out, work = tmp_path / "results", tmp_path / "work"
+    only = {Arm(r, 0.1, 0, fusion="mean", fold=k).run_id for r in ("supervised", "s4l") for k in range(2)}
+    summaries = runner.run_bench("nuaa", out, work, (0,), True, only, 1, tmp_path)
+    assert len(summaries) == 4
+    splits = [json.loads((out / "nuaa" / f"split_cv{k}.json").read_text()) for k in range(2)]
+    assert sorted(splits[0]["subjects"]["test"] + splits[1]["subjects"]["test"]) == sorted(
+        {s for part in splits[0]["subjects"].values() for s in part})
+    for s in summaries:  # each run scored the test recordings of its own fold
+        assert s["test"]["n_recordings"] == len(splits[s["arm"]["fold"]]["recordings"]["test"])
+        assert s["config"]["split"].endswith(f"split_cv{s['arm']['fold']}.json")
+    doc.write_doc(out, out / "results.md", data_root=tmp_path)
+    text = (out / "results.md").read_text()
+    assert "### Label budget, cross-validated (nuaa, 2 subject folds" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 10 % | s4l |"))
+    pooled_s4l = cv_tables.pooled({s["run_id"]: s for s in summaries}, "s4l", 0.1, 2)[0]["mean"]
+    assert f"{100 * pooled_s4l:.1f} ± 0.0 (n=1)" in row
+    assert "| 10 % | gender |" in text  # the training-label coverage table

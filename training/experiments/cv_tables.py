@@ -40,22 +40,35 @@ def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = 
     return out
 
 
-def coverage_lines(paths: dict, out: Path, bench: str, k: int, seeds: list[int]) -> list[str]:
-    """How many training labels the cross-validated runs learn from, and how many classes they cover."""
+def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, seeds: list[int]) -> list[str]:
+    """How many training labels the cross-validated runs learn from, how many classes they cover, and S4L's
+    per-label lead in the runs whose labels show every class vs. the others."""
     splits = [json.loads((out / bench / f"split_cv{i}.json").read_text(encoding="utf-8")) for i in range(k)]
+    arm_of = {(a["recipe"], a["fraction"], a["seed"], a["fold"]): s["test"]["metrics"]["labels"]
+              for s in summaries.values() for a in [s["arm"]] if a.get("fold", -1) >= 0}
     lines = ["", f"Training labels of these runs (mean over the {k} splits x {len(seeds)} seeds; a class no training "
-             "label shows cannot be predicted by any recipe, so it caps that label's balanced accuracy):", "",
-             "| labels kept | label | labelled recordings | classes with a label | runs with every class |",
-             "|---|---|---|---|---|"]
+             "label shows cannot be predicted by any recipe, so it caps that label's balanced accuracy), and S4L − "
+             "supervised on that label's test balanced accuracy (points, mean over the fold runs) in the runs whose "
+             "training labels show every class vs. the runs that miss a class:", "",
+             "| labels kept | label | labelled recordings | classes with a label | runs with every class "
+             "| S4L − sup., every class | S4L − sup., a class missing |", "|---|---|---|---|---|---|---|"]
     for f in FRACTIONS[:2]:
-        counts = [training_label_counts(paths, split, f, seed) for split in splits for seed in seeds]
-        for name, first in counts[0].items():
-            per_run = [np.asarray(c[name]) for c in counts]
-            covered = [int((c > 0).sum()) for c in per_run]
-            lines.append(f"| {round(f * 100)} % | {name} | {np.mean([c.sum() for c in per_run]):.1f} | "
-                         f"{np.mean(covered):.2f} of {len(first)} | "
-                         f"{sum(c == len(first) for c in covered)} of {len(per_run)} |")
+        runs = [(i, seed, training_label_counts(paths, split, f, seed)) for i, split in enumerate(splits) for seed in seeds]
+        for name, first in runs[0][2].items():
+            full, part = [], []
+            for i, seed, counts in runs:
+                sup, s4l = (arm_of.get((r, f, seed, i), {}).get(name, {}).get("balanced_accuracy") for r in ARM_PAIR)
+                if sup is not None and s4l is not None:
+                    (full if min(counts[name]) > 0 else part).append(100 * (s4l - sup))
+            covered = [sum(n > 0 for n in counts[name]) for _, _, counts in runs]
+            lines.append(f"| {round(f * 100)} % | {name} | {np.mean([sum(c[name]) for _, _, c in runs]):.1f} | "
+                         f"{np.mean(covered):.2f} of {len(first)} | {sum(c == len(first) for c in covered)} of "
+                         f"{len(runs)} | {_mean_of(full)} | {_mean_of(part)} |")
     return lines
+
+
+def _mean_of(values: list[float]) -> str:
+    return f"{np.mean(values):+.1f} (n={len(values)})" if values else "-"
 
 
 def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None) -> list[str]:
@@ -103,6 +116,6 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
                 cells.append(f"{100 * spread(vals)[0]:.1f} (n={len(vals)})" if vals else "not run")
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
     if paths and paths["export"].exists():
-        lines += coverage_lines(paths, out, bench, k, sorted({s["arm"]["seed"] for s in summaries.values()
+        lines += coverage_lines(summaries, paths, out, bench, k, sorted({s["arm"]["seed"] for s in summaries.values()
                                                               if s["arm"].get("fold", -1) >= 0}))
     return lines + [""]

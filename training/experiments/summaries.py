@@ -49,5 +49,6 @@ def delta(values: list[float], reference: list[float]) -> str:
 
 def class_counts(summaries: dict) -> dict[str, str]:
     """'Live 12 / Photo 18' per label: the test truth the accuracies rest on."""
-    first = next(s for s in summaries.values() if s["arm"].get("fold", -1) < 0)["test"]["metrics"]["labels"]
+    single = [s for s in summaries.values() if s["arm"].get("fold", -1) < 0]  # a cross-validated run tests one fold
+    first = (single or list(summaries.values()))[0]["test"]["metrics"]["labels"]
     return {n: " / ".join(f"{c} {v['n']}" for c, v in m["per_class"].items()) for n, m in first.items()}

@@ -27,7 +27,7 @@ def label_budget_section(bench: str, summaries: dict, out: Path, fusion: str = "
     title, plot = (bench, "label_budget")
     if fusion != "concat":
         title, plot = f"{bench}, {fusion} frame fusion", f"label_budget_{fusion}"
-    if fusion != "concat" and not group(summaries, "s4l", 0.1, fusion=fusion):
+    if not any(group(summaries, r, f, fusion=fusion) for r in ARM_PAIR for f in FRACTIONS):
         return []
     lines = [f"### Label budget ({title})", "",
              "Test mean balanced accuracy in %, mean ± sample std over seeds (n = seeds run). "
