@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from training.folds import cross_validation_splits
@@ -42,3 +44,17 @@ def test_bad_arguments_name_the_problem(schema):
         cross_validation_splits(recordings, schema, k=5, val_share=0.85)
     with pytest.raises(ValueError, match="cannot fill 5 folds"):
         cross_validation_splits(recordings, schema, k=5)
+
+
+def test_cli_writes_one_split_per_fold(benchmarks_dir, tmp_path, capsys):
+    from training.split import main
+
+    main(["--export", str(benchmarks_dir / "nuaa/export.json"), "--label-config",
+          str(benchmarks_dir / "nuaa/label_config.xml"), "--out", str(tmp_path / "cv"), "--folds", "4"])
+    docs = [json.loads((tmp_path / "cv" / f"split_cv{f}.json").read_text()) for f in range(4)]
+    assert sum(len(d["recordings"]["test"]) for d in docs) == 143
+    assert all(d["solver"]["fallback"] is None and "folds" in d["solver"] for d in docs)
+    printed = capsys.readouterr().out
+    assert printed.count("fold ") == 4 and "ILP" in printed
+    with pytest.raises(SystemExit, match="k >= 2"):
+        main(["--export", str(benchmarks_dir / "nuaa/export.json"), "--out", str(tmp_path / "x"), "--folds", "1"])

@@ -41,7 +41,8 @@ def cross_validation_splits(recordings, schema: LabelSchema, k: int = 5, val_sha
         assign = [2] * len(units)  # 2 = test
         for i, part in zip(rest, inner):
             assign[i] = part  # 0 = train, 1 = val
-        doc = split_document(units, assign, outer, schema, {"folds": fold_solver, "train_val": solver}, merges)
+        # "solver": the train/val program of this split, with the fold program's record inside
+        doc = split_document(units, assign, outer, schema, {**solver, "folds": fold_solver}, merges)
         doc["fold"] = {"index": f, "k": k, "folds": folds}
         splits.append(doc)
     return splits

@@ -177,12 +177,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="ILP subject split into train/val/test (thesis 3.1.2.1)")
     ap.add_argument("--export", required=True, help="Label Studio JSON export")
     ap.add_argument("--label-config", help="labeling config XML (default: the repo's)")
-    ap.add_argument("--out", required=True, help="split.json to write")
+    ap.add_argument("--out", required=True, help="split.json to write (with --folds: a folder for split_cv<f>.json)")
     ap.add_argument("--ratios", default="0.7,0.1,0.2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--time-limit", type=float, default=20.0, help="seconds for the solver (all attempts)")
     ap.add_argument("--data-root", help="document root of the frames: merge subjects with near-duplicate frames")
     ap.add_argument("--dup-threshold", type=int, default=4, help="max Hamming distance of near duplicates")
+    ap.add_argument("--folds", type=int, default=0,
+                    help="K >= 2: K cross-validation splits instead (training/folds.py; every subject tested once)")
+    ap.add_argument("--val-share", type=float, default=0.1, help="with --folds: val's share of all subjects")
     args = ap.parse_args(argv)
     try:
         ratios = tuple(float(x) for x in args.ratios.split(","))
@@ -196,12 +199,24 @@ def main(argv: list[str] | None = None) -> None:
             from training.near_duplicates import duplicate_subject_groups, local_reader
 
             groups = duplicate_subject_groups(recordings, local_reader(args.data_root), args.dup_threshold)
-        result = split_subjects(recordings, schema, config=config, duplicate_groups=groups)
-    except (OSError, ValueError) as exc:  # bad ratios, config or export
+        if args.folds:
+            from training.folds import cross_validation_splits
+
+            results = cross_validation_splits(recordings, schema, args.folds, args.val_share, args.seed,
+                                              args.time_limit, groups)
+            outs = [Path(args.out) / f"split_cv{f}.json" for f in range(args.folds)]
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        else:
+            results = [split_subjects(recordings, schema, config=config, duplicate_groups=groups)]
+            outs = [Path(args.out)]
+    except (OSError, ValueError) as exc:  # bad ratios, folds, config or export
         raise SystemExit(f"training.split: {exc}")
-    Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
-    print(summary(result))
-    print(f"wrote {args.out}")
+    for result, out in zip(results, outs):
+        out.write_text(json.dumps(result, indent=1), encoding="utf-8")
+        if args.folds:
+            print(f"fold {result['fold']['index']}: test {', '.join(result['subjects']['test'])}")
+        print(summary(result))
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
