@@ -71,6 +71,26 @@ def test_subsample_keeps_the_fraction_per_label_only_in_the_given_rows():
     assert ((subsample_labels(labels, rows, 0.0001, 0)[rows] >= 0).sum(axis=0) == 1).all()  # at least one
 
 
+def test_per_class_subsample_keeps_the_count_and_covers_the_classes():
+    rng = np.random.default_rng(1)
+    labels = np.full((120, 2), -1)
+    labels[:100, 0] = np.r_[np.zeros(97), [1, 2, 2]]  # a class seen 3 times in 100: a plain 3 % draw misses it
+    labels[:100, 1] = rng.integers(0, 5, size=100)
+    rows = list(range(110))
+    for seed in range(20):
+        plain = subsample_labels(labels, rows, 0.03, seed)
+        out = subsample_labels(labels, rows, 0.03, seed, per_class=True)
+        assert ((out >= 0).sum(axis=0) == (plain >= 0).sum(axis=0)).all()  # the same number of labels
+        assert set(out[:, 0][out[:, 0] >= 0]) == {0, 1, 2}  # 3 labels: one of each class
+        assert len(set(out[:, 1][out[:, 1] >= 0])) == 3  # 3 labels of 5 classes: 3 distinct ones
+        kept = out >= 0
+        assert (out[kept] == labels[kept]).all()
+    np.testing.assert_array_equal(subsample_labels(labels, rows, 0.03, 4, per_class=True),
+                                  subsample_labels(labels, rows, 0.03, 4, per_class=True))  # seeded
+    misses = sum(set(subsample_labels(labels, rows, 0.03, s)[:, 0]) != {-1, 0, 1, 2} for s in range(20))
+    assert misses > 0  # the plain draw does miss classes: the option is what covers them
+
+
 def test_jittered_indices_pick_one_frame_inside_each_bin():
     rng = np.random.default_rng(0)
     for n_available, n in [(24, 10), (11, 10), (100, 3)]:

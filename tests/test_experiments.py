@@ -65,6 +65,14 @@ def test_fit_config_of_each_arm(tmp_path):
         assert (c.data.label_fraction, c.data.label_fraction_seed, c.recipe.seed, c.split) == (0.3, 2, 2, str(tmp_path / "split.json"))
 
 
+def test_per_class_draw_is_an_arm_field_that_reaches_the_data_config(tmp_path):
+    paths = {"export": tmp_path / "e.json", "label_config": tmp_path / "l.xml", "data_root": tmp_path}
+    for labels, expected in (("random", False), ("per_class", True)):
+        arm = Arm("s4l", 0.1, 0, fusion="mean", fold=2, labels=labels)
+        cfg = runner.fit_config(arm, BENCHES["nuaa"], paths, tmp_path / "split.json", tmp_path / "w" / "r" / "x", 1)
+        assert cfg.data.label_fraction_per_class is expected
+
+
 def test_fusion_is_an_arm_field_that_reaches_the_model_config_only(tmp_path):
     settings, paths = BENCHES["nuaa"], bench_paths("nuaa", tmp_path)
     concat, mean = Arm("supervised", 1.0, 0), Arm("supervised", 1.0, 0, fusion="mean")
@@ -264,16 +272,20 @@ def test_pool_inputs_hide_the_annotations_of_the_left_out_training_subjects(tmp_
 
 
 def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
-    cv = [a for a in plan("nuaa", (0, 1)) if a.fold >= 0]
+    cv = [a for a in plan("nuaa", (0, 1)) if a.fold >= 0 and a.labels == "random"]
     assert {(a.recipe, a.fraction, a.seed, a.fold) for a in cv} == {
         (r, f, s, k) for r in ("supervised", "s4l", *CV_PROBES) for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.fusion == "mean" and a.run_id.endswith(f"-mean-cv{a.fold}") for a in cv)
+    per_class = [a for a in plan("nuaa", (0, 1)) if a.labels == "per_class"]  # the 10 % diagnosis
+    assert {(a.recipe, a.fraction, a.seed, a.fold) for a in per_class} == {
+        (r, 0.1, s, k) for r in ("supervised", "s4l") for s in (0, 1) for k in range(5)}
+    assert all(a.run_id.endswith(f"-mean-perclass-cv{a.fold}") for a in per_class)
     assert not [a for a in plan("facemask", (0,)) if a.fold >= 0]
 
 
-def _cv_summary(recipe, seed, fold, confusion):
+def _cv_summary(recipe, seed, fold, confusion, labels="random"):
     arm = {"recipe": recipe, "fraction": 0.1, "seed": seed, "mode": "mtl", "kind": "multi", "fusion": "mean",
-           "pool": "subsample", "fold": fold}
+           "pool": "subsample", "fold": fold, "labels": labels}
     label = {"confusion": confusion, "per_class": {"A": {}, "B": {}}}
     return {"arm": arm, "test": {"metrics": {"labels": {"x": label}}}}
 
@@ -282,13 +294,15 @@ def test_cross_validated_score_pools_the_folds_test_confusions():
     from training.experiments.cv_tables import pooled
 
     runs = [_cv_summary("s4l", 0, 0, [[2, 0], [1, 1]]), _cv_summary("s4l", 0, 1, [[0, 0], [0, 4]]),
-            _cv_summary("s4l", 1, 0, [[1, 1], [0, 2]])]  # seed 1 lacks fold 1: left out
+            _cv_summary("s4l", 1, 0, [[1, 1], [0, 2]]),  # seed 1 lacks fold 1: left out
+            _cv_summary("s4l", 0, 0, [[0, 2], [3, 0]], labels="per_class")]  # another draw: its own pool
     scores = pooled({str(i): s for i, s in enumerate(runs)}, "s4l", 0.1, k=2)
     assert list(scores) == [0]
     # the predictions together: A 2 of 2 right, B 5 of 6 -> (1 + 5/6) / 2, not the mean of the folds' scores
     assert scores[0]["labels"]["x"] == pytest.approx((1 + 5 / 6) / 2)
     assert scores[0]["support"]["x"] == {"A": 2, "B": 6}
     assert scores[0]["mean"] == pytest.approx((1 + 5 / 6) / 2)
+    assert pooled({str(i): s for i, s in enumerate(runs)}, "s4l", 0.1, k=2, labels="per_class") == {}  # 1 of 2 folds
 
 
 def test_cross_validated_runs_end_to_end(tmp_path, monkeypatch):

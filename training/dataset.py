@@ -75,10 +75,13 @@ def label_matrix(recordings, schema: LabelSchema) -> np.ndarray:
     return out
 
 
-def subsample_labels(labels: np.ndarray, rows: Sequence[int], fraction: float, seed: int) -> np.ndarray:
+def subsample_labels(labels: np.ndarray, rows: Sequence[int], fraction: float, seed: int,
+                     per_class: bool = False) -> np.ndarray:
     """Keep `fraction` of each label's annotations among `rows` (seeded); other rows stay untouched.
 
-    For label-budget experiments: at least one annotation per label survives when fraction > 0.
+    For label-budget experiments: at least one annotation per label survives when fraction > 0. With
+    `per_class`, the same number is kept, but one annotation of each class is drawn first (of as many
+    randomly chosen classes as the number allows), then the rest at random.
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"label fraction must be in [0, 1]; got {fraction}")
@@ -88,10 +91,14 @@ def subsample_labels(labels: np.ndarray, rows: Sequence[int], fraction: float, s
     rng = np.random.default_rng(seed)
     rows = np.asarray(rows, dtype=np.int64)
     for col in range(labels.shape[1]):
-        have = rows[labels[rows, col] >= 0]
+        have = rng.permutation(rows[labels[rows, col] >= 0])
         keep = 0 if fraction == 0.0 or len(have) == 0 else max(1, round(fraction * len(have)))
-        drop = rng.permutation(have)[keep:]
-        out[drop, col] = -1
+        if per_class and keep:
+            classes = labels[have, col]
+            firsts = [have[classes == c][0] for c in rng.permutation(np.unique(classes))][:keep]
+            taken = set(firsts)
+            have = np.array(firsts + [r for r in have if r not in taken], dtype=np.int64)
+        out[have[keep:], col] = -1
     return out
 
 

@@ -89,7 +89,8 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     say(f"recordings: {len(store.recording_ids)} usable, {len(store.broken)} left out; "
         f"train {len(rows['train'])} / val {len(rows['val'])} / test {len(rows['test'])}"
         + (f"; {unsplit} in no split (unused)" if unsplit else ""))
-    train_targets = subsample_labels(store.labels, rows["train"], cfg.data.label_fraction, cfg.data.label_fraction_seed)
+    train_targets = subsample_labels(store.labels, rows["train"], cfg.data.label_fraction, cfg.data.label_fraction_seed,
+                                     cfg.data.label_fraction_per_class)
     data = RecipeData(store, schema, rows["train"], rows["val"], rows["test"], train_targets, store.labels)
     ckpt_dir = run / "checkpoints"
     log = RunLog(run / "log.jsonl", ctx)

@@ -41,6 +41,8 @@ class Arm:
     # (their annotations hidden); the labelled ones are the subsample's. S4L's regime: many unlabelled.
     pool: str = "subsample"
     fold: int = -1  # -1: the benchmark's one split (split.json); f >= 0: cross-validation split f (split_cv{f}.json)
+    # "per_class": the kept annotations cover the classes first (DataConfig.label_fraction_per_class), same count
+    labels: str = "random"
 
     @property
     def run_id(self) -> str:
@@ -48,8 +50,9 @@ class Arm:
         fusion = "" if self.fusion == "concat" else f"-{self.fusion}"
         pool = "" if self.pool == "subsample" else f"-{self.pool}pool"
         fold = "" if self.fold < 0 else f"-cv{self.fold}"
+        labels = "" if self.labels == "random" else "-perclass"
         return (f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}"
-                f"{fusion}{pool}{fold}")
+                f"{fusion}{pool}{labels}{fold}")
 
 
 # S4L arms: (LossConfig changes, RecipeConfig changes) on top of the full recipe, one change each
@@ -82,6 +85,9 @@ def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
         runs += [Arm(r, f, s, fusion="mean") for f in FRACTIONS[:2] for s in seeds for r in (*ABLATIONS, *PROBES)]
     if bench in CV_FOLDS:  # the label budget cross-validated: every subject is tested once per seed
         runs += [Arm(r, f, s, fusion="mean", fold=k) for r in ("supervised", "s4l", *CV_PROBES) for f in FRACTIONS[:2]
+                 for s in seeds for k in range(CV_FOLDS[bench])]
+        # the diagnosis of 10 %: the same number of labels, drawn to cover the classes
+        runs += [Arm(r, FRACTIONS[0], s, fusion="mean", fold=k, labels="per_class") for r in ("supervised", "s4l")
                  for s in seeds for k in range(CV_FOLDS[bench])]
     if BENCHES[bench].max_train_recordings:  # the left-out training subjects as unlabelled data
         runs += [Arm(r, f, s, pool="all") for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]

@@ -17,14 +17,23 @@ from .summaries import fmt, spread
 from .tables import ARM_PAIR, bar_cells, training_label_counts
 
 
-def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = "mean") -> dict[int, dict]:
+DRAWN = {"random": "", "per_class": ", drawn per class"}  # Arm.labels as the tables name it
+
+
+def cv_runs(summaries: dict, labels: str = "random") -> list[dict]:
+    """The cross-validated runs whose training labels were drawn the `labels` way (Arm.labels)."""
+    return [s for s in summaries.values() if s["arm"].get("fold", -1) >= 0 and s["arm"].get("labels", "random") == labels]
+
+
+def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = "mean", labels: str = "random"
+           ) -> dict[int, dict]:
     """seed -> {"mean": pooled mean balanced accuracy, "labels": {name: pooled balanced accuracy},
     "support": {name: {class: n}}} for every seed whose k folds all finished."""
     folds: dict[int, dict[int, dict]] = {}
-    for s in summaries.values():
+    for s in cv_runs(summaries, labels):
         a = s["arm"]
-        if (a.get("fold", -1) >= 0 and a["recipe"] == recipe and a["fraction"] == fraction
-                and a.get("fusion", "concat") == fusion and a["mode"] == "mtl" and a["kind"] == "multi"):
+        if (a["recipe"] == recipe and a["fraction"] == fraction and a.get("fusion", "concat") == fusion
+                and a["mode"] == "mtl" and a["kind"] == "multi"):
             folds.setdefault(a["seed"], {})[a["fold"]] = s
     out = {}
     for seed, runs in sorted(folds.items()):
@@ -44,7 +53,7 @@ def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, 
     """How many training labels the cross-validated runs learn from, how many classes they cover, and S4L's
     per-label lead in the runs whose labels show every class vs. the others."""
     splits = [json.loads((out / bench / f"split_cv{i}.json").read_text(encoding="utf-8")) for i in range(k)]
-    arm_of = {(a["recipe"], a["fraction"], a["seed"], a["fold"]): s["test"]["metrics"]["labels"]
+    arm_of = {(a["recipe"], a["fraction"], a.get("labels", "random"), a["seed"], a["fold"]): s["test"]["metrics"]["labels"]
               for s in summaries.values() for a in [s["arm"]] if a.get("fold", -1) >= 0}
     lines = ["", f"Training labels of these runs (mean over the {k} splits x {len(seeds)} seeds; a class no training "
              "label shows cannot be predicted by any recipe, so it caps that label's balanced accuracy), and S4L − "
@@ -52,16 +61,22 @@ def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, 
              "training labels show every class vs. the runs that miss a class:", "",
              "| labels kept | label | labelled recordings | classes with a label | runs with every class "
              "| S4L − sup., every class | S4L − sup., a class missing |", "|---|---|---|---|---|---|---|"]
-    for f in FRACTIONS[:2]:
-        runs = [(i, seed, training_label_counts(paths, split, f, seed)) for i, split in enumerate(splits) for seed in seeds]
+    draws = [(f, "random") for f in FRACTIONS[:2]]
+    if cv_runs(summaries, "per_class"):
+        draws.append((FRACTIONS[0], "per_class"))
+    for f, draw in draws:
+        runs = [(i, seed, training_label_counts(paths, split, f, seed, draw == "per_class"))
+                for i, split in enumerate(splits) for seed in seeds]
         for name, first in runs[0][2].items():
             full, part = [], []
             for i, seed, counts in runs:
-                sup, s4l = (arm_of.get((r, f, seed, i), {}).get(name, {}).get("balanced_accuracy") for r in ARM_PAIR)
+                sup, s4l = (arm_of.get((r, f, draw, seed, i), {}).get(name, {}).get("balanced_accuracy")
+                            for r in ARM_PAIR)
                 if sup is not None and s4l is not None:
                     (full if min(counts[name]) > 0 else part).append(100 * (s4l - sup))
             covered = [sum(n > 0 for n in counts[name]) for _, _, counts in runs]
-            lines.append(f"| {round(f * 100)} % | {name} | {np.mean([sum(c[name]) for _, _, c in runs]):.1f} | "
+            labelled = np.mean([sum(c[name]) for _, _, c in runs])
+            lines.append(f"| {round(f * 100)} %{DRAWN[draw]} | {name} | {labelled:.1f} | "
                          f"{np.mean(covered):.2f} of {len(first)} | {sum(c == len(first) for c in covered)} of "
                          f"{len(runs)} | {_mean_of(full)} | {_mean_of(part)} |")
     return lines
@@ -96,6 +111,11 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
             paired = [s4l[s]["mean"] - sup[s]["mean"] for s in sorted(set(sup) & set(s4l))]
             values = [v["mean"] for v in sup.values()], [v["mean"] for v in s4l.values()]
             lines.append(f"| {round(f * 100)} % | {arm} | {bar_cells(*values, paired)} |")
+    sup, s4l = (pooled(summaries, r, FRACTIONS[0], k, labels="per_class") for r in ARM_PAIR)
+    if sup or s4l:
+        paired = [s4l[s]["mean"] - sup[s]["mean"] for s in sorted(set(sup) & set(s4l))]
+        values = [v["mean"] for v in sup.values()], [v["mean"] for v in s4l.values()]
+        lines.append(f"| {round(FRACTIONS[0] * 100)} %{DRAWN['per_class']} | s4l | {bar_cells(*values, paired)} |")
     any_run = next(v for v in scores["s4l", FRACTIONS[0]].values())
     lines += ["", "Per label (pooled balanced accuracy %, mean ± std over seeds; classes over all test folds):", "",
               header[0].format("label (classes)"), header[1]]
@@ -110,8 +130,8 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
         cells = []
         for f in FRACTIONS[:2]:
             for r in ARM_PAIR:
-                vals = [s["test"]["metrics"]["mean_balanced_accuracy"] for s in summaries.values()
-                        if s["arm"].get("fold", -1) == i and s["arm"]["recipe"] == r and s["arm"]["fraction"] == f
+                vals = [s["test"]["metrics"]["mean_balanced_accuracy"] for s in cv_runs(summaries)
+                        if s["arm"]["fold"] == i and s["arm"]["recipe"] == r and s["arm"]["fraction"] == f
                         and s["arm"].get("fusion") == "mean"]
                 cells.append(f"{100 * spread(vals)[0]:.1f} (n={len(vals)})" if vals else "not run")
         lines.append(f"| {i} | " + " | ".join(cells) + " |")

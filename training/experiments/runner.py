@@ -89,7 +89,8 @@ def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path,
         recipe = replace(recipe, steps=(3,), epochs_per_step=3 * k, finetune_lr=recipe.lr,
                          finetune_min_lr_fraction=recipe.min_lr_fraction)
     data = DataConfig(frames=settings.frames, image_size=settings.image_size, label_fraction=arm.fraction,
-                      label_fraction_seed=arm.seed, max_preload_frames=max(settings.frames, 1),
+                      label_fraction_seed=arm.seed, label_fraction_per_class=arm.labels == "per_class",
+                      max_preload_frames=max(settings.frames, 1),
                       cache_dir=str(run_dir.parent.parent / "cache"))
     model = ModelConfig(kind=arm.kind, mode=arm.mode, width=settings.width, fusion=arm.fusion)
     return FitConfig(export=str(paths["export"]), out=str(run_dir), label_config=str(paths["label_config"]),

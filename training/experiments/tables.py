@@ -100,13 +100,14 @@ def pool_section(bench: str, summaries: dict) -> list[str]:
     return lines + [""]
 
 
-def training_label_counts(paths: dict, split: dict, fraction: float, seed: int) -> dict[str, list[int]]:
+def training_label_counts(paths: dict, split: dict, fraction: float, seed: int, per_class: bool = False
+                          ) -> dict[str, list[int]]:
     """Training annotations per class that a run with (fraction, seed) learns from, as training.fit selects them."""
     schema = load_label_config(paths["label_config"])
     recordings = read_export(paths["export"], schema).recordings  # read (and propagated) as training.fit reads it
     index = {r.recording_id: i for i, r in enumerate(recordings)}
     rows = [index[rid] for rid in split["recordings"]["train"] if rid in index]  # fit's row order
-    kept = subsample_labels(label_matrix(recordings, schema), rows, fraction, seed)[rows]
+    kept = subsample_labels(label_matrix(recordings, schema), rows, fraction, seed, per_class)[rows]
     return {spec.name: np.bincount(kept[:, j][kept[:, j] >= 0], minlength=len(spec.classes)).tolist()
             for j, spec in enumerate(schema.labels)}
 
