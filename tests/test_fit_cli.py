@@ -49,6 +49,11 @@ def test_each_flag_sets_exactly_its_field(flag, value, part, field):
         {p: getattr(default, p) for p in ("data", "model", "loss", "recipe") if p != part}
 
 
+def test_per_class_label_draw_flag():
+    cfg, _ = parse_args([*BASE, "--label-fraction", "0.1", "--label-fraction-per-class"])
+    assert cfg.data == DataConfig(label_fraction=0.1, label_fraction_per_class=True)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--frames", "40"], "max_preload_frames"),  # more frames than are preloaded
     (["--steps", "1,x"], "--steps must be comma-separated integers"),
