@@ -199,15 +199,16 @@ def test_the_package_runs_as_a_module():
     assert proc.returncode == 2 and "--bn-check needs --bench nuaa or facemask" in proc.stderr
 
 
-def test_training_label_counts_follow_the_export_and_the_fraction(grid):
+def test_export_label_counts_follow_the_export_and_the_fraction(grid):
     root, out, _, _, _ = grid
     paths = bench_paths("nuaa", root)
     split = json.loads((out / "nuaa" / "split.json").read_text())
     schema = load_label_config(paths["label_config"])
     train = set(split["recordings"]["train"])
     recordings = [r for r in read_export(paths["export"], schema).recordings if r.recording_id in train]
-    full = tables.training_label_counts(paths, split, 1.0, 0)
-    part = tables.training_label_counts(paths, split, 0.3, 1)
+    labels = tables.ExportLabels(paths)
+    full = labels.counts(split, 1.0, 0)
+    part = labels.counts(split, 0.3, 1)
     for spec in schema.labels:
         expected = [sum(r.labels.get(spec.name) == c for r in recordings) for c in spec.classes]
         assert full[spec.name] == expected

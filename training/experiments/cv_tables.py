@@ -14,7 +14,7 @@ from training.metrics import balanced_accuracy
 
 from .arms import CV_FOLDS, CV_PROBES, FRACTIONS
 from .summaries import fmt, spread
-from .tables import ARM_PAIR, bar_cells, training_label_counts
+from .tables import ARM_PAIR, ExportLabels, bar_cells
 
 
 DRAWN = {"random": "", "per_class": ", drawn per class"}  # Arm.labels as the tables name it
@@ -64,8 +64,9 @@ def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, 
     draws = [(f, "random") for f in FRACTIONS[:2]]
     if cv_runs(summaries, "per_class"):
         draws.append((FRACTIONS[0], "per_class"))
+    export = ExportLabels(paths)
     for f, draw in draws:
-        runs = [(i, seed, training_label_counts(paths, split, f, seed, draw == "per_class"))
+        runs = [(i, seed, export.counts(split, f, seed, draw == "per_class"))
                 for i, split in enumerate(splits) for seed in seeds]
         for name, first in runs[0][2].items():
             full, part = [], []

@@ -100,26 +100,33 @@ def pool_section(bench: str, summaries: dict) -> list[str]:
     return lines + [""]
 
 
-def training_label_counts(paths: dict, split: dict, fraction: float, seed: int, per_class: bool = False
-                          ) -> dict[str, list[int]]:
-    """Training annotations per class that a run with (fraction, seed) learns from, as training.fit selects them."""
-    schema = load_label_config(paths["label_config"])
-    recordings = read_export(paths["export"], schema).recordings  # read (and propagated) as training.fit reads it
-    index = {r.recording_id: i for i, r in enumerate(recordings)}
-    rows = [index[rid] for rid in split["recordings"]["train"] if rid in index]  # fit's row order
-    kept = subsample_labels(label_matrix(recordings, schema), rows, fraction, seed, per_class)[rows]
-    return {spec.name: np.bincount(kept[:, j][kept[:, j] >= 0], minlength=len(spec.classes)).tolist()
-            for j, spec in enumerate(schema.labels)}
+class ExportLabels:
+    """The export's labels as training.fit reads them (read and propagated once), for counting the training
+    labels a run with (split, fraction, seed) learns from."""
+
+    def __init__(self, paths: dict):
+        self.schema = load_label_config(paths["label_config"])
+        recordings = read_export(paths["export"], self.schema).recordings
+        self.index = {r.recording_id: i for i, r in enumerate(recordings)}
+        self.matrix = label_matrix(recordings, self.schema)
+
+    def counts(self, split: dict, fraction: float, seed: int, per_class: bool = False) -> dict[str, list[int]]:
+        """Training annotations per class, as training.fit selects them."""
+        rows = [self.index[rid] for rid in split["recordings"]["train"] if rid in self.index]  # fit's row order
+        kept = subsample_labels(self.matrix, rows, fraction, seed, per_class)[rows]
+        return {spec.name: np.bincount(kept[:, j][kept[:, j] >= 0], minlength=len(spec.classes)).tolist()
+                for j, spec in enumerate(self.schema.labels)}
 
 
 def label_counts_section(bench: str, paths: dict, split: dict, seeds: list[int]) -> list[str]:
-    schema = load_label_config(paths["label_config"])
+    labels = ExportLabels(paths)
+    schema = labels.schema
     order = ", ".join(f"{s.name}: " + "/".join(s.classes) for s in schema.labels)
     lines = [f"Training labels per class ({bench}; classes in the order {order}):",
              "", "| labels kept | seed | " + " | ".join(schema.names) + " |", "|---|---|" + "---|" * len(schema.names)]
     for f in FRACTIONS:
         for seed in seeds:
-            counts = training_label_counts(paths, split, f, seed)
+            counts = labels.counts(split, f, seed)
             lines.append(f"| {round(f * 100)} % | {seed} | " + " | ".join("/".join(map(str, counts[n])) for n in schema.names) + " |")
     return lines + [""]
 
