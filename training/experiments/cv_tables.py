@@ -25,27 +25,30 @@ def cv_runs(summaries: dict, labels: str = "random") -> list[dict]:
     return [s for s in summaries.values() if s["arm"].get("fold", -1) >= 0 and s["arm"].get("labels", "random") == labels]
 
 
+def arm_runs(summaries: dict, recipe: str, fraction: float, fusion: str = "mean", labels: str = "random") -> list[dict]:
+    """The cross-validated runs of one MTL multi-image arm, every seed and fold."""
+    return [s for s in cv_runs(summaries, labels) if s["arm"]["recipe"] == recipe and s["arm"]["fraction"] == fraction
+            and s["arm"].get("fusion", "concat") == fusion and s["arm"]["mode"] == "mtl" and s["arm"]["kind"] == "multi"]
+
+
 def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = "mean", labels: str = "random"
            ) -> dict[int, dict]:
     """seed -> {"mean": pooled mean balanced accuracy, "labels": {name: pooled balanced accuracy},
     "support": {name: {class: n}}} for every seed whose k folds all finished."""
     folds: dict[int, dict[int, dict]] = {}
-    for s in cv_runs(summaries, labels):
-        a = s["arm"]
-        if (a["recipe"] == recipe and a["fraction"] == fraction and a.get("fusion", "concat") == fusion
-                and a["mode"] == "mtl" and a["kind"] == "multi"):
-            folds.setdefault(a["seed"], {})[a["fold"]] = s
+    for s in arm_runs(summaries, recipe, fraction, fusion, labels):
+        folds.setdefault(s["arm"]["seed"], {})[s["arm"]["fold"]] = s
     out = {}
     for seed, runs in sorted(folds.items()):
         if len(runs) < k:
             continue
-        labels, support = {}, {}
+        per_label, support = {}, {}
         for name, first in runs[0]["test"]["metrics"]["labels"].items():
             confusion = np.sum([r["test"]["metrics"]["labels"][name]["confusion"] for r in runs.values()], axis=0)
             if confusion.sum():
-                labels[name] = balanced_accuracy(confusion)
+                per_label[name] = balanced_accuracy(confusion)
                 support[name] = dict(zip(first["per_class"], confusion.sum(axis=1).tolist()))
-        out[seed] = {"mean": float(np.mean(list(labels.values()))), "labels": labels, "support": support}
+        out[seed] = {"mean": float(np.mean(list(per_label.values()))), "labels": per_label, "support": support}
     return out
 
 
@@ -89,7 +92,8 @@ def _mean_of(values: list[float]) -> str:
 
 def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None) -> list[str]:
     k = CV_FOLDS.get(bench)
-    if not k or not pooled(summaries, "s4l", FRACTIONS[0], k):
+    scores = {(r, f): pooled(summaries, r, f, k) for f in FRACTIONS[:2] for r in (*ARM_PAIR, *CV_PROBES)} if k else {}
+    if not k or not scores["s4l", FRACTIONS[0]]:
         return []
     folds = json.loads((out / bench / "split_cv0.json").read_text(encoding="utf-8"))["fold"]["folds"]
     lines = [f"### Label budget, cross-validated ({bench}, {k} subject folds, mean frame fusion)", "",
@@ -100,7 +104,6 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
              "of the benchmark, scored on truth.csv), then mean ± sample std over seeds.", "",
              "| labels kept | S4L arm | supervised only | that S4L arm | Δ (S4L − sup.) | beats the spread? "
              "| paired Δ per seed | S4L ahead in |", "|---|---|---|---|---|---|---|---|"]
-    scores = {(r, f): pooled(summaries, r, f, k) for f in FRACTIONS[:2] for r in (*ARM_PAIR, *CV_PROBES)}
     header = ["| {} | " + " | ".join(f"{a} {round(f * 100)} %" for f in FRACTIONS[:2] for a in ("sup.", "S4L")) + " |",
               "|---" * 5 + "|"]
     for f in FRACTIONS[:2]:
@@ -131,9 +134,8 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
         cells = []
         for f in FRACTIONS[:2]:
             for r in ARM_PAIR:
-                vals = [s["test"]["metrics"]["mean_balanced_accuracy"] for s in cv_runs(summaries)
-                        if s["arm"]["fold"] == i and s["arm"]["recipe"] == r and s["arm"]["fraction"] == f
-                        and s["arm"].get("fusion") == "mean"]
+                vals = [s["test"]["metrics"]["mean_balanced_accuracy"] for s in arm_runs(summaries, r, f)
+                        if s["arm"]["fold"] == i]
                 cells.append(f"{100 * spread(vals)[0]:.1f} (n={len(vals)})" if vals else "not run")
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
     if paths and paths["export"].exists():
