@@ -126,12 +126,17 @@ def solve(units: list[Unit], cfg: SplitConfig) -> tuple[list[int], dict]:
                     "time": round(time.perf_counter() - start, 3), "fallback": fallback, "attempts": attempts}
 
 
+def train_val_test(cfg: SplitConfig) -> SplitConfig:
+    """`cfg` if it has one ratio per split (SplitConfig alone also takes the k parts of folds.py)."""
+    if len(cfg.ratios) != len(SPLITS):
+        raise ValueError(f"ratios must be three numbers (train,val,test), got {cfg.ratios}")
+    return cfg
+
+
 def split_subjects(recordings, schema: LabelSchema, ratios=(0.7, 0.1, 0.2), seed: int = 0,
                    time_limit_s: float = 20.0, duplicate_groups=(), config: SplitConfig | None = None) -> dict:
     """Assign whole subjects to train/val/test; returns the split.json dict (see module doc)."""
-    cfg = config or SplitConfig(tuple(ratios), seed, time_limit_s)
-    if len(cfg.ratios) != len(SPLITS):
-        raise ValueError(f"ratios must be three numbers (train,val,test), got {cfg.ratios}")
+    cfg = train_val_test(config or SplitConfig(tuple(ratios), seed, time_limit_s))
     recordings = sorted(recordings, key=lambda r: r.recording_id)
     if not recordings:
         raise ValueError("split_subjects: no recordings to split")
@@ -189,9 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     try:
         ratios = tuple(float(x) for x in args.ratios.split(","))
-        if len(ratios) != len(SPLITS):
-            raise ValueError(f"--ratios needs three numbers (train,val,test), got {args.ratios!r}")
-        config = SplitConfig(ratios, args.seed, args.time_limit)
+        config = train_val_test(SplitConfig(ratios, args.seed, args.time_limit))  # before the export is read
         schema = load_label_config(args.label_config)
         recordings = read_export(args.export, schema).recordings
         groups = ()
