@@ -2,14 +2,15 @@ import json
 
 import pytest
 
-from training.config import DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
+from training.config import AugmentConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
 
 
 def _custom() -> FitConfig:
     return FitConfig(
         export="e.json", out="runs/x", label_config="c.xml", data_root="/data", split="s.json",
         split_ratios=(0.6, 0.2, 0.2), init_from="m.pt", label_studio_api_key="secret-token",
-        data=DataConfig(frames=4, image_size=64, standardize=True, mean=0.1, std=0.5, label_fraction=0.25),
+        data=DataConfig(frames=4, image_size=64, standardize=True, mean=0.1, std=0.5, label_fraction=0.25,
+                        augment=AugmentConfig(enabled=True, flip=False, shift=0.05)),
         model=ModelConfig(kind="single", mode="stl", width=0.35, fusion="mean", hidden=64, dropout=0.0),
         loss=LossConfig(vat_weight=0.0, vat_eps=3.5, class_weighting=False),
         recipe=RecipeConfig(steps=(1, 3), epochs_per_step=2, batch_size=5, pseudo_label_threshold=0.9, seed=7),

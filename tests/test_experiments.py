@@ -273,7 +273,7 @@ def test_pool_inputs_hide_the_annotations_of_the_left_out_training_subjects(tmp_
 
 
 def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
-    cv = [a for a in plan("nuaa", (0, 1)) if a.fold >= 0 and a.labels == "random"]
+    cv = [a for a in plan("nuaa", (0, 1)) if a.fold >= 0 and a.labels == "random" and not a.augment]
     assert {(a.recipe, a.fraction, a.seed, a.fold) for a in cv} == {
         (r, f, s, k) for r in ("supervised", "s4l", *CV_PROBES) for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.fusion == "mean" and a.run_id.endswith(f"-mean-cv{a.fold}") for a in cv)
@@ -281,6 +281,10 @@ def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
     assert {(a.recipe, a.fraction, a.seed, a.fold) for a in per_class} == {
         (r, 0.1, s, k) for r in ("supervised", "s4l") for s in (0, 1) for k in range(5)}
     assert all(a.run_id.endswith(f"-mean-perclass-cv{a.fold}") for a in per_class)
+    augmented = [a for a in plan("nuaa", (0, 1)) if a.augment]  # the augmentation lever, both arms and budgets
+    assert {(a.recipe, a.fraction, a.seed, a.fold) for a in augmented} == {
+        (r, f, s, k) for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
+    assert all(a.fold >= 0 and a.run_id.endswith(f"-mean-aug-cv{a.fold}") for a in augmented)
     assert not [a for a in plan("facemask", (0,)) if a.fold >= 0]
 
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from training import fit as fit_module
-from training.config import DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
+from training.config import AugmentConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
 from training.fit_cli import parse_args
 
 BASE = ["--export", "e.json", "--out", "run"]
@@ -52,6 +52,12 @@ def test_each_flag_sets_exactly_its_field(flag, value, part, field):
 def test_per_class_label_draw_flag():
     cfg, _ = parse_args([*BASE, "--label-fraction", "0.1", "--label-fraction-per-class"])
     assert cfg.data == DataConfig(label_fraction=0.1, label_fraction_per_class=True)
+
+
+def test_augment_flag_switches_on_the_default_augmentation():
+    cfg, _ = parse_args([*BASE, "--augment"])
+    assert cfg.data == DataConfig(augment=AugmentConfig(enabled=True))
+    assert not parse_args(BASE)[0].data.augment.enabled
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -11,6 +11,24 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time image augmentation (training/augment.py); one draw per recording."""
+
+    enabled: bool = False
+    flip: bool = True  # horizontal mirror with probability 1/2
+    shift: float = 0.1  # translation up to this share of the side, each axis
+    zoom: float = 0.1  # scale factor in [1 - zoom, 1 + zoom]
+    brightness: float = 0.1  # added offset in [-b, b] (inputs span [-1, 1))
+    contrast: float = 0.2  # gain in [1 - c, 1 + c] around 0 (mid grey)
+
+    def __post_init__(self) -> None:
+        for name in ("shift", "zoom", "brightness", "contrast"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"data.augment.{name} must be in [0, 1); got {value}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     frames: int = 10  # frames per recording given to the multi-image model (thesis Dataset_v2)
     image_size: int = 224  # square side after pad + resize (thesis 3.1.3)
@@ -25,6 +43,7 @@ class DataConfig:
     # experiments: draw the kept annotations one per class first (as many classes as the count allows), so
     # the same NUMBER of labels covers the classes; tests whether coverage or count limits a label budget
     label_fraction_per_class: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training batches only
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.max_preload_frames < self.frames:

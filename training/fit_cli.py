@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from training.config import DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
+from training.config import AugmentConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +60,8 @@ def _add_tuning_flags(ap: argparse.ArgumentParser) -> None:
                        help="seed of the --label-fraction subset")
     group.add_argument("--label-fraction-per-class", action="store_true",
                        help="draw the --label-fraction subset one annotation per class first (same count)")
+    group.add_argument("--augment", action="store_true",
+                       help="training-time image augmentation: mirror, shift/zoom, brightness/contrast per recording")
     group.add_argument("--max-preload-frames", type=int, default=DataConfig.max_preload_frames,
                        help="frames kept per recording (evenly spaced, >= --frames); training jitter picks among them")
 
@@ -86,7 +88,7 @@ def config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig
         label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
         data=DataConfig(frames=a.frames, image_size=a.image_size, label_fraction=a.label_fraction,
                         label_fraction_seed=a.label_fraction_seed, label_fraction_per_class=a.label_fraction_per_class,
-                        max_preload_frames=a.max_preload_frames),
+                        max_preload_frames=a.max_preload_frames, augment=AugmentConfig(enabled=a.augment)),
         model=ModelConfig(kind=a.model, mode=a.mode, width=a.width, fusion=a.fusion),
         loss=LossConfig(supervised_weight=a.supervised_weight, entmin_weight=a.entmin_weight, vat_weight=a.vat_weight,
                         rotation_weight=a.rotation_weight, vat_eps=a.vat_eps),

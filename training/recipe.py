@@ -167,7 +167,8 @@ def _train_step(model, data: RecipeData, val: RecordingDataset, cfg: FitConfig, 
         train_ds.set_epoch(epoch)
         sampler.set_epoch(epoch)
         stats = train_epoch(objective, loader, optimizer, scheduler, semi=step != 3, ctx=ctx,
-                            progress=rc.progress, desc=f"step {step} epoch {epoch}/{rc.epochs_per_step}")
+                            progress=rc.progress, desc=f"step {step} epoch {epoch}/{rc.epochs_per_step}",
+                            augment=cfg.data.augment)
         if rc.precise_bn:  # every eval-mode use below (val, checkpoint -> best model, pseudo-labels, export)
             recompute_bn_stats(model, bn_batches, clean_forward(ctx.device), ctx)
         score = None

@@ -3,7 +3,8 @@
 `S4LObjective` runs every forward pass of a batch inside one `forward()`, so DistributedDataParallel
 sees one call per step. Which passes may update BatchNorm running statistics: the clean supervised
 forward and the rotation forward (train mode) yes; VAT's perturbed forwards no (vat_loss freezes
-them); evaluation and pseudo-labelling run in eval mode.
+them); evaluation and pseudo-labelling run in eval mode. Image augmentation (when enabled) applies to
+the training batch before all of its passes, never to precise BatchNorm, evaluation or pseudo-labels.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from training.config import LossConfig
+from training.augment import augment_batch
+from training.config import AugmentConfig, LossConfig
 from training.dataset import RecordingDataset
 from training.distributed import DistContext, gather, mean_over_ranks, shard, sum_over_ranks
 from training.labelled_batches import LabelledBatchSampler
@@ -116,14 +118,18 @@ def stats_loader(dataset, batch_size: int, ctx: DistContext) -> DataLoader:
 
 
 def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, *, semi: bool,
-                ctx: DistContext, progress: bool, desc: str) -> dict:
-    """One pass over `loader`; returns the mean loss, loss parts, throughput and last lr."""
+                ctx: DistContext, progress: bool, desc: str, augment: AugmentConfig | None = None) -> dict:
+    """One pass over `loader`; returns the mean loss, loss parts, throughput and last lr.
+
+    With `augment` enabled, every forward pass of a batch sees the same augmented copy of it."""
     objective.train()
     sums: dict[str, float] = {}
     n_batches, n_items, lr, started = 0, 0, None, time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and ctx.is_main), leave=False)
     for batch in bar:
         x, mask, targets = _unpack(batch, ctx.device)
+        if augment is not None and augment.enabled:
+            x = augment_batch(x, augment)
         optimizer.zero_grad(set_to_none=True)
         loss, parts = objective(x, mask, targets, semi)
         loss.backward()

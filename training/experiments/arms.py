@@ -43,6 +43,8 @@ class Arm:
     fold: int = -1  # -1: the benchmark's one split (split.json); f >= 0: cross-validation split f (split_cv{f}.json)
     # "per_class": the kept annotations cover the classes first (DataConfig.label_fraction_per_class), same count
     labels: str = "random"
+    augment: bool = False  # training-time image augmentation (DataConfig.augment, training/augment.py)
+    epochs: int = 0  # epochs per S4L step (the supervised arm: 3x); 0 = the benchmark's BenchSettings value
 
     @property
     def run_id(self) -> str:
@@ -51,8 +53,10 @@ class Arm:
         pool = "" if self.pool == "subsample" else f"-{self.pool}pool"
         fold = "" if self.fold < 0 else f"-cv{self.fold}"
         labels = "" if self.labels == "random" else "-perclass"
+        augment = "-aug" if self.augment else ""
+        epochs = f"-k{self.epochs}" if self.epochs else ""
         return (f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}"
-                f"{fusion}{pool}{labels}{fold}")
+                f"{fusion}{pool}{labels}{augment}{epochs}{fold}")
 
 
 # S4L arms: (LossConfig changes, RecipeConfig changes) on top of the full recipe, one change each
@@ -89,6 +93,9 @@ def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
         # the diagnosis of 10 %: the same number of labels, drawn to cover the classes
         runs += [Arm(r, FRACTIONS[0], s, fusion="mean", fold=k, labels="per_class") for r in ("supervised", "s4l")
                  for s in seeds for k in range(CV_FOLDS[bench])]
+        # the untried lever: image augmentation, both arms, both budgets
+        runs += [Arm(r, f, s, fusion="mean", fold=k, augment=True) for f in FRACTIONS[:2]
+                 for r in ("supervised", "s4l") for s in seeds for k in range(CV_FOLDS[bench])]
     if BENCHES[bench].max_train_recordings:  # the left-out training subjects as unlabelled data
         runs += [Arm(r, f, s, pool="all") for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]
     return runs

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.config import DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
+from training.config import AugmentConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
 from training.evaluate import load_recording, read_truth_csv
 from training.export_reader import read_export, recording_id_of
 from training.frame_source import FrameFetcher, FrameSourceConfig
@@ -80,7 +80,7 @@ def pool_inputs(bench: str, paths: dict, settings: BenchSettings, split: dict, o
 
 def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path, run_dir: Path,
                threads: int) -> FitConfig:
-    k = settings.epochs_per_step
+    k = arm.epochs or settings.epochs_per_step
     loss_changes, recipe_changes = S4L_ARMS.get(arm.recipe, ({}, {}))
     loss = replace(LossConfig(), **loss_changes)
     recipe = RecipeConfig(steps=(1, 2, 3), epochs_per_step=k, seed=arm.seed, batch_size=settings.batch_size,
@@ -90,7 +90,7 @@ def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path,
                          finetune_min_lr_fraction=recipe.min_lr_fraction)
     data = DataConfig(frames=settings.frames, image_size=settings.image_size, label_fraction=arm.fraction,
                       label_fraction_seed=arm.seed, label_fraction_per_class=arm.labels == "per_class",
-                      max_preload_frames=max(settings.frames, 1),
+                      max_preload_frames=max(settings.frames, 1), augment=AugmentConfig(enabled=arm.augment),
                       cache_dir=str(run_dir.parent.parent / "cache"))
     model = ModelConfig(kind=arm.kind, mode=arm.mode, width=settings.width, fusion=arm.fusion)
     return FitConfig(export=str(paths["export"]), out=str(run_dir), label_config=str(paths["label_config"]),
