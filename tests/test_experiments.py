@@ -13,7 +13,7 @@ from training import evaluate
 from training.experiments import doc, runner, tables
 from training.experiments.__main__ import main as experiments_main
 from training.experiments.arms import (
-    ABLATIONS, ARMS, BENCHES, CV_PROBES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings, bench_paths, plan,
+    ABLATIONS, ARMS, BENCHES, CV_LONGER, CV_PROBES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings, bench_paths, plan,
 )
 from training.experiments.bn_check import bn_check, bn_check_section
 from training.experiments.summaries import group, spread
@@ -38,7 +38,7 @@ def test_plan_pairs_both_arms_on_the_same_fractions_and_seeds():
         expected = {("supervised", 1.0, s) for s in (0, 1, 2)}
         if variant == ("mtl", "multi", "mean"):  # the default fusion: the label budget and the ablations too
             expected = {(r, f, s) for r in ("supervised", "s4l") for f in FRACTIONS for s in (0, 1, 2)}
-            expected |= {(r, f, s) for r in (*ABLATIONS, *PROBES) for f in FRACTIONS[:2] for s in (0, 1, 2)}
+            expected |= {(r, f, s) for r in (*ABLATIONS, *PROBES, *CV_PROBES) for f in FRACTIONS[:2] for s in (0, 1, 2)}
         assert {(a.recipe, a.fraction, a.seed) for a in runs if (a.mode, a.kind, a.fusion) == variant} == expected
     assert {(a.mode, a.kind, a.fusion) for a in plan("facemask", (0,))} == {("mtl", "multi", "concat")}  # one label, one frame
     # the bar's runs (10 % and 30 %, both arms) come first
@@ -273,7 +273,7 @@ def test_pool_inputs_hide_the_annotations_of_the_left_out_training_subjects(tmp_
 
 
 def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
-    cv = [a for a in plan("nuaa", (0, 1)) if a.fold >= 0 and a.labels == "random" and not a.augment]
+    cv = [a for a in plan("nuaa", (0, 1)) if a.fold >= 0 and a.labels == "random" and not a.augment and not a.epochs]
     assert {(a.recipe, a.fraction, a.seed, a.fold) for a in cv} == {
         (r, f, s, k) for r in ("supervised", "s4l", *CV_PROBES) for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.fusion == "mean" and a.run_id.endswith(f"-mean-cv{a.fold}") for a in cv)
@@ -285,12 +285,16 @@ def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
     assert {(a.recipe, a.fraction, a.seed, a.fold) for a in augmented} == {
         (r, f, s, k) for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.fold >= 0 and a.run_id.endswith(f"-mean-aug-cv{a.fold}") for a in augmented)
+    longer = [a for a in plan("nuaa", (0, 1)) if a.epochs]  # longer training, at the budget the bar misses
+    assert {(a.recipe, a.fraction, a.seed, a.fold) for a in longer} == {
+        (r, 0.1, s, k) for r in ("supervised", "s4l") for s in (0, 1) for k in range(5)}
+    assert all(a.epochs == CV_LONGER and a.run_id.endswith(f"-mean-k{CV_LONGER}-cv{a.fold}") for a in longer)
     assert not [a for a in plan("facemask", (0,)) if a.fold >= 0]
 
 
-def _cv_summary(recipe, seed, fold, confusion, labels="random"):
+def _cv_summary(recipe, seed, fold, confusion, **variant):
     arm = {"recipe": recipe, "fraction": 0.1, "seed": seed, "mode": "mtl", "kind": "multi", "fusion": "mean",
-           "pool": "subsample", "fold": fold, "labels": labels}
+           "pool": "subsample", "fold": fold, "labels": "random", **variant}
     label = {"confusion": confusion, "per_class": {"A": {}, "B": {}}}
     return {"arm": arm, "test": {"metrics": {"labels": {"x": label}}}}
 
@@ -300,7 +304,9 @@ def test_cross_validated_score_pools_the_folds_test_confusions():
 
     runs = [_cv_summary("s4l", 0, 0, [[2, 0], [1, 1]]), _cv_summary("s4l", 0, 1, [[0, 0], [0, 4]]),
             _cv_summary("s4l", 1, 0, [[1, 1], [0, 2]]),  # seed 1 lacks fold 1: left out
-            _cv_summary("s4l", 0, 0, [[0, 2], [3, 0]], labels="per_class")]  # another draw: its own pool
+            _cv_summary("s4l", 0, 0, [[0, 2], [3, 0]], labels="per_class"),  # another draw: its own pool
+            _cv_summary("s4l", 0, 0, [[0, 2], [3, 0]], augment=True),  # augmented: its own pool
+            _cv_summary("s4l", 0, 0, [[0, 2], [3, 0]], epochs=4), _cv_summary("s4l", 0, 1, [[1, 1], [0, 4]], epochs=4)]
     scores = pooled({str(i): s for i, s in enumerate(runs)}, "s4l", 0.1, k=2)
     assert list(scores) == [0]
     # the predictions together: A 2 of 2 right, B 5 of 6 -> (1 + 5/6) / 2, not the mean of the folds' scores
@@ -308,6 +314,9 @@ def test_cross_validated_score_pools_the_folds_test_confusions():
     assert scores[0]["support"]["x"] == {"A": 2, "B": 6}
     assert scores[0]["mean"] == pytest.approx((1 + 5 / 6) / 2)
     assert pooled({str(i): s for i, s in enumerate(runs)}, "s4l", 0.1, k=2, labels="per_class") == {}  # 1 of 2 folds
+    assert pooled({str(i): s for i, s in enumerate(runs)}, "s4l", 0.1, k=2, augment=True) == {}
+    longer = pooled({str(i): s for i, s in enumerate(runs)}, "s4l", 0.1, k=2, epochs=4)
+    assert longer[0]["labels"]["x"] == pytest.approx((1 / 4 + 4 / 7) / 2)  # A 1 of 4, B 4 of 7
 
 
 def test_cross_validated_runs_end_to_end(tmp_path, monkeypatch):

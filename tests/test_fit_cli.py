@@ -36,6 +36,7 @@ def test_without_flags_the_config_is_the_dataclass_defaults():
     ("--pseudo-label-threshold", "0.9", "recipe", "pseudo_label_threshold"),
     ("--labelled-share", "0", "recipe", "labelled_share"),
     ("--fusion", "concat", "model", "fusion"),
+    ("--final-model", "best_step", "recipe", "final_model"),
 ])
 def test_each_flag_sets_exactly_its_field(flag, value, part, field):
     cfg, _ = parse_args([*BASE, flag, value])

@@ -159,3 +159,31 @@ def test_only_clean_and_rotation_forwards_move_batchnorm_statistics(tmp_path):
         torch.testing.assert_close(v, bn(reference)[k])
     reference(frames + 0.5, mask)  # one more forward would show: the check can fail
     assert any(not torch.allclose(v, bn(reference)[k]) for k, v in bn(model).items())
+
+
+def test_final_step_is_the_last_or_the_best_validated_step():
+    from training.recipe import final_step
+
+    best = {"1": {"epoch": 2, "score": 0.6}, "2": {"epoch": 1, "score": 0.7}, "3": {"epoch": 2, "score": 0.65}}
+    assert final_step(best, (1, 2, 3), "last_step") == 3
+    assert final_step(best, (1, 2, 3), "best_step") == 2
+    tie = {**best, "3": {"epoch": 1, "score": 0.7}}
+    assert final_step(tie, (1, 2, 3), "best_step") == 3  # ties: the later, more trained step
+    unscored = {s: {"epoch": 1, "score": None} for s in ("1", "2", "3")}
+    assert final_step(unscored, (1, 2, 3), "best_step") == 3  # no validation: as the thesis
+    assert final_step({**unscored, "1": {"epoch": 1, "score": 0.1}}, (1, 2, 3), "best_step") == 1
+
+
+@pytest.mark.parametrize("picked", [1, 2])
+def test_a_run_ending_at_an_earlier_step_returns_that_steps_weights(tmp_path, monkeypatch, picked):
+    data = _data(tmp_path, recordings=18, frames=2, size=32)
+    cfg = _cfg(2, 32, steps=(1, 2, 3), epochs_per_step=1, batch_size=4, rotation_frames=1, final_model="best_step")
+    monkeypatch.setattr("training.recipe.final_step", lambda best, steps, rule: picked)  # whatever validation says
+    result = _run(data, cfg, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert result.final_step == picked and [e["step"] for e in log if e["phase"] == "final"] == [picked]
+    val = RecordingDataset(data.store, data.val_rows, data.truth, frames=2)
+    logits = trainer_module.predict_logits(result.model, val, 32, CTX)
+    for name, z in result.steps[picked]["val_logits"].items():  # that step's weights reproduce its logits ...
+        np.testing.assert_allclose(logits[name], z, atol=1e-5)
+    assert any(not np.allclose(logits[n], z, atol=1e-5) for n, z in result.steps[3]["val_logits"].items())  # ... not 3's

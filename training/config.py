@@ -14,7 +14,7 @@ from typing import Any
 class AugmentConfig:
     """Training-time image augmentation (training/augment.py); one draw per recording."""
 
-    enabled: bool = False
+    enabled: bool = False  # off: it did not help S4L on nuaa and cost it 6 points at 30 % (docs/results.md)
     flip: bool = True  # horizontal mirror with probability 1/2
     shift: float = 0.1  # translation up to this share of the side, each axis
     zoom: float = 0.1  # scale factor in [1 - zoom, 1 + zoom]
@@ -102,6 +102,10 @@ class RecipeConfig:
     pseudo_label_threshold: float = 0.0  # step 2: min. confidence to keep a pseudo-label (0 = all)
     rotation_frames: int = 2  # multi: frames per recording that get the 4-way rotation task
     precise_bn: bool = True  # re-estimate BatchNorm statistics after every epoch (training/precise_bn.py)
+    # Which weights the run ends with: "last_step" = the best validation epoch of the last step (the thesis);
+    # "best_step" = the best validation epoch over all steps run (ties: the later step), so step 3's
+    # fine-tuning on the few true labels must beat step 2 on validation to be kept.
+    final_model: str = "last_step"
     seed: int = 0
     channels_last: bool = True  # ~1.7x faster CPU training (docs/cpu-facts)
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default
@@ -114,6 +118,7 @@ class RecipeConfig:
             raise ValueError(f"recipe.epochs_per_step must be >= 1; got {self.epochs_per_step}")
         if not 0.0 <= self.labelled_share <= 1.0:
             raise ValueError(f"recipe.labelled_share must be in [0, 1]; got {self.labelled_share}")
+        _check_choice("recipe.final_model", self.final_model, ("last_step", "best_step"))
         if not 0.0 <= self.pseudo_label_threshold <= 1.0:
             raise ValueError(f"recipe.pseudo_label_threshold must be in [0, 1]; got {self.pseudo_label_threshold}")
 

@@ -95,20 +95,19 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     ckpt_dir = run / "checkpoints"
     log = RunLog(run / "log.jsonl", ctx)
     if cfg.model.mode == "mtl":
-        model, step_logits, untrained = _fit_mtl(cfg, data, ckpt_dir, log, ctx, resume)
+        model, step_logits, final, untrained = _fit_mtl(cfg, data, ckpt_dir, log, ctx, resume)
     else:
-        model, step_logits, untrained = _fit_stl(cfg, data, ckpt_dir, log, ctx, resume)
+        model, step_logits, final, untrained = _fit_stl(cfg, data, ckpt_dir, log, ctx, resume)
     model.eval()
     truth = {s: {n: store.labels[rows[s], i] for i, n in enumerate(schema.names)} for s in ("val", "test")}
     steps = {str(step): {s: _evaluate(schema, truth[s], out[s]) for s in ("val", "test")}
              | {"best_epoch": out["best_epoch"], "wall_s": out["wall_s"]} for step, out in step_logits.items()}
-    last = step_logits[max(step_logits)]
     temperatures = {n: 1.0 for n in schema.names}
     if rows["val"]:
-        fitted = fit_temperatures(last["val"], truth["val"])
+        fitted = fit_temperatures(final["val"], truth["val"])
         temperatures.update({n: t for n, t in fitted.items() if n not in untrained})
-    metrics = {"val": steps[str(max(step_logits))]["val"], "test": steps[str(max(step_logits))]["test"],
-               "steps": steps, "untrained": untrained, "temperatures": temperatures,
+    metrics = {"val": _evaluate(schema, truth["val"], final["val"]),
+               "test": _evaluate(schema, truth["test"], final["test"]), "final_step": final["step"], "steps": steps, "untrained": untrained, "temperatures": temperatures,
                "broken_recordings": [{"recording_id": b.recording_id, "reason": b.reason} for b in store.broken],
                "wall_s": {"total": time.perf_counter() - started}}
     if ctx.is_main:
@@ -129,12 +128,14 @@ def _fit_mtl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
     result = run_recipe(model, data, cfg, ckpt_dir, log, ctx, resume=resume)
     step_logits = {s: {"val": r["val_logits"], "test": r["test_logits"], "best_epoch": r["best_epoch"],
                        "wall_s": r["wall_s"]} for s, r in result.steps.items()}
-    return result.model, step_logits, result.untrained
+    final = {**step_logits[result.final_step], "step": result.final_step}
+    return result.model, step_logits, final, result.untrained
 
 
 def _fit_stl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
     """One model per label (thesis' single-task models), each through the whole recipe."""
     models, step_logits, untrained = {}, {}, []
+    final = {"val": {}, "test": {}, "step": {}}  # each label's model ends at its own final step
     warm = read_warm_start(cfg.init_from) if cfg.init_from else None
     for col, spec in enumerate(data.schema.labels):
         sub = LabelSchema((spec,), data.schema.object_name, data.schema.value_key)
@@ -148,18 +149,22 @@ def _fit_stl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
             results = {s: {"val_logits": _logits(model, data, "val_rows", cfg, ctx),
                            "test_logits": _logits(model, data, "test_rows", cfg, ctx), "best_epoch": None,
                            "wall_s": 0.0} for s in cfg.recipe.steps}
+            last = cfg.recipe.steps[-1]
         else:
             sub_log = RunLog(log.path, ctx, label=spec.name)
             result = run_recipe(model, sub_data, cfg, Path(ckpt_dir) / f"{col:02d}", sub_log, ctx, resume=resume)
-            model, results = result.model, result.steps
+            model, results, last = result.model, result.steps, result.final_step
         models[spec.name] = model.cpu()
+        final["val"].update(results[last]["val_logits"])
+        final["test"].update(results[last]["test_logits"])
+        final["step"][spec.name] = last
         for s, r in results.items():
             merged = step_logits.setdefault(s, {"val": {}, "test": {}, "best_epoch": {}, "wall_s": 0.0})
             merged["val"].update(r["val_logits"])
             merged["test"].update(r["test_logits"])
             merged["best_epoch"][spec.name] = r["best_epoch"]
             merged["wall_s"] += r["wall_s"]
-    return StlEnsemble(models), step_logits, untrained
+    return StlEnsemble(models), step_logits, final, untrained
 
 
 def _logits(model, data: RecipeData, which: str, cfg: FitConfig, ctx) -> dict:

@@ -60,6 +60,9 @@ def _add_tuning_flags(ap: argparse.ArgumentParser) -> None:
                        help="seed of the --label-fraction subset")
     group.add_argument("--label-fraction-per-class", action="store_true",
                        help="draw the --label-fraction subset one annotation per class first (same count)")
+    group.add_argument("--final-model", choices=("last_step", "best_step"), default=RecipeConfig.final_model,
+                       help="last_step: the best epoch of the last step (thesis); best_step: the best validation "
+                            "epoch of any step")
     group.add_argument("--augment", action="store_true",
                        help="training-time image augmentation: mirror, shift/zoom, brightness/contrast per recording")
     group.add_argument("--max-preload-frames", type=int, default=DataConfig.max_preload_frames,
@@ -94,5 +97,6 @@ def config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig
                         rotation_weight=a.rotation_weight, vat_eps=a.vat_eps),
         recipe=RecipeConfig(steps=steps, epochs_per_step=a.epochs_per_step, seed=a.seed, batch_size=a.batch_size,
                             labelled_share=a.labelled_share, pseudo_label_threshold=a.pseudo_label_threshold,
+                            final_model=a.final_model,
                             num_threads=a.threads, progress=not a.no_progress),
     )

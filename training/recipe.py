@@ -5,7 +5,8 @@ decay restarts. Step 2: the best step-1 epoch (validation mean balanced accuracy
 every missing label (pseudo_labels.py), then step 1's training again on true + pseudo labels,
 continuing from the best step-1 weights. Step 3: fine-tune on true labels only, supervised loss
 only, lr 5e-4 decaying to 1/10. Each step starts a fresh Adam and cosine cycle from the best
-weights of the step before; the final model is the best epoch of the last step run. A run whose
+weights of the step before; the final model is the best epoch of the last step run, or with
+`final_model="best_step"` the best validation epoch of any step (ties: the later step). A run whose
 steps do not start with 1 (e.g. `--steps 2,3 --init-from model.pt`) pseudo-labels with the model
 it starts from.
 
@@ -54,7 +55,8 @@ class RecipeData:
 
 @dataclass
 class RecipeResult:
-    model: nn.Module  # weights of the best epoch of the last step
+    model: nn.Module  # weights of the best epoch of `final_step`
+    final_step: int  # the step whose best epoch the model is (RecipeConfig.final_model)
     steps: dict[int, dict]  # step -> {"best_epoch", "val_score", "val_logits", "test_logits", "wall_s", ...}
     untrained: list[str]  # heads without any training label: they learned nothing
 
@@ -113,7 +115,21 @@ def run_recipe(model: nn.Module, data: RecipeData, cfg: FitConfig, ckpt_dir: Pat
             "val_logits": predict_logits(model, val, rc.eval_batch_size, ctx),
             "test_logits": predict_logits(model, test, rc.eval_batch_size, ctx),
         }
-    return RecipeResult(model=model, steps=steps, untrained=[n for n in data.schema.names if n not in trained])
+    final = final_step(state["best"], rc.steps, rc.final_model)
+    if final != rc.steps[-1]:  # the loop ends holding the last step's best weights
+        best = state["best"][str(final)]
+        model.load_state_dict(load_checkpoint(checkpoint_path(ckpt_dir, final, best["epoch"]))["model"])
+    log.write({"phase": "final", "step": final, "rule": rc.final_model})
+    return RecipeResult(model=model, final_step=final, steps=steps,
+                        untrained=[n for n in data.schema.names if n not in trained])
+
+
+def final_step(best: dict, steps: tuple[int, ...], rule: str) -> int:
+    """The step whose best epoch ends the run: the last one, or ("best_step") the one with the best validation
+    score (a step without a score ranks lowest; ties go to the later step)."""
+    if rule == "last_step":
+        return steps[-1]
+    return max(reversed(steps), key=lambda s: _rank(best[str(s)]["score"]))
 
 
 def _pseudo_labelled(model, data: RecipeData, cfg: FitConfig, trained, ctx) -> tuple[np.ndarray, dict]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from training.metrics import balanced_accuracy
 
-from .arms import CV_FOLDS, CV_PROBES, FRACTIONS
+from .arms import CV_FOLDS, CV_LONGER, CV_PROBES, FRACTIONS
 from .summaries import fmt, spread
 from .tables import ARM_PAIR, ExportLabels, bar_cells
 
@@ -20,27 +20,34 @@ from .tables import ARM_PAIR, ExportLabels, bar_cells
 DRAWN = {"random": "", "per_class": ", drawn per class"}  # Arm.labels as the tables name it
 
 
-def cv_runs(summaries: dict, labels: str = "random", augment: bool = False) -> list[dict]:
-    """The cross-validated runs whose training labels were drawn the `labels` way (Arm.labels), with or without
-    image augmentation (Arm.augment)."""
-    return [s for s in summaries.values() if s["arm"].get("fold", -1) >= 0 and s["arm"].get("labels", "random") == labels
-            and s["arm"].get("augment", False) == augment]
+# Arm fields that make a cross-validated variant of the label budget, at their plain values (older summaries lack
+# the later fields and read as these)
+PLAIN = {"labels": "random", "augment": False, "epochs": 0}
+# the variants tabled beside the plain budget: (labels kept, Arm fields, how the table names them)
+VARIANTS = ((FRACTIONS[0], {"labels": "per_class"}, DRAWN["per_class"]),
+            *((f, {"augment": True}, ", image augmentation") for f in FRACTIONS[:2]),
+            (FRACTIONS[0], {"epochs": CV_LONGER}, f", {CV_LONGER} epochs per step"))
 
 
-def arm_runs(summaries: dict, recipe: str, fraction: float, fusion: str = "mean", labels: str = "random",
-             augment: bool = False) -> list[dict]:
+def cv_runs(summaries: dict, **variant) -> list[dict]:
+    """The cross-validated runs of one variant (PLAIN's fields, changed by `variant`)."""
+    wanted = {**PLAIN, **variant}
+    return [s for s in summaries.values() if s["arm"].get("fold", -1) >= 0
+            and all(s["arm"].get(field, PLAIN[field]) == value for field, value in wanted.items())]
+
+
+def arm_runs(summaries: dict, recipe: str, fraction: float, fusion: str = "mean", **variant) -> list[dict]:
     """The cross-validated runs of one MTL multi-image arm, every seed and fold."""
-    return [s for s in cv_runs(summaries, labels, augment) if s["arm"]["recipe"] == recipe
+    return [s for s in cv_runs(summaries, **variant) if s["arm"]["recipe"] == recipe
             and s["arm"]["fraction"] == fraction and s["arm"].get("fusion", "concat") == fusion
             and s["arm"]["mode"] == "mtl" and s["arm"]["kind"] == "multi"]
 
 
-def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = "mean", labels: str = "random",
-           augment: bool = False) -> dict[int, dict]:
+def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = "mean", **variant) -> dict[int, dict]:
     """seed -> {"mean": pooled mean balanced accuracy, "labels": {name: pooled balanced accuracy},
     "support": {name: {class: n}}} for every seed whose k folds all finished."""
     folds: dict[int, dict[int, dict]] = {}
-    for s in arm_runs(summaries, recipe, fraction, fusion, labels, augment):
+    for s in arm_runs(summaries, recipe, fraction, fusion, **variant):
         folds.setdefault(s["arm"]["seed"], {})[s["arm"]["fold"]] = s
     out = {}
     for seed, runs in sorted(folds.items()):
@@ -61,7 +68,7 @@ def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, 
     per-label lead in the runs whose labels show every class vs. the others."""
     splits = [json.loads((out / bench / f"split_cv{i}.json").read_text(encoding="utf-8")) for i in range(k)]
     arm_of = {(a["recipe"], a["fraction"], a.get("labels", "random"), a["seed"], a["fold"]): s["test"]["metrics"]["labels"]
-              for s in cv_runs(summaries, "random") + cv_runs(summaries, "per_class") for a in [s["arm"]]}
+              for s in cv_runs(summaries) + cv_runs(summaries, labels="per_class") for a in [s["arm"]]}
     lines = ["", f"Training labels of these runs (mean over the {k} splits x {len(seeds)} seeds; a class no training "
              "label shows cannot be predicted by any recipe, so it caps that label's balanced accuracy), and S4L − "
              "supervised on that label's test balanced accuracy (points, mean over the fold runs) in the runs whose "
@@ -69,7 +76,7 @@ def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, 
              "| labels kept | label | labelled recordings | classes with a label | runs with every class "
              "| S4L − sup., every class | S4L − sup., a class missing |", "|---|---|---|---|---|---|---|"]
     draws = [(f, "random") for f in FRACTIONS[:2]]
-    if cv_runs(summaries, "per_class"):
+    if cv_runs(summaries, labels="per_class"):
         draws.append((FRACTIONS[0], "per_class"))
     export = ExportLabels(paths)
     for f, draw in draws:
@@ -119,10 +126,8 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
             paired = [s4l[s]["mean"] - sup[s]["mean"] for s in sorted(set(sup) & set(s4l))]
             values = [v["mean"] for v in sup.values()], [v["mean"] for v in s4l.values()]
             lines.append(f"| {round(f * 100)} % | {arm} | {bar_cells(*values, paired)} |")
-    variants = [(FRACTIONS[0], "per_class", False, DRAWN["per_class"])]
-    variants += [(f, "random", True, ", image augmentation") for f in FRACTIONS[:2]]
-    for f, labels, augment, what in variants:
-        sup, s4l = (pooled(summaries, r, f, k, labels=labels, augment=augment) for r in ARM_PAIR)
+    for f, variant, what in VARIANTS:
+        sup, s4l = (pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)
         if sup or s4l:
             paired = [s4l[s]["mean"] - sup[s]["mean"] for s in sorted(set(sup) & set(s4l))]
             values = [v["mean"] for v in sup.values()], [v["mean"] for v in s4l.values()]

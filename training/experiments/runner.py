@@ -83,6 +83,8 @@ def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path,
     k = arm.epochs or settings.epochs_per_step
     loss_changes, recipe_changes = S4L_ARMS.get(arm.recipe, ({}, {}))
     loss = replace(LossConfig(), **loss_changes)
+    # the thesis's final model unless the arm changes it (the arms' summaries stay valid whatever the default)
+    recipe_changes = {"final_model": "last_step", **recipe_changes}
     recipe = RecipeConfig(steps=(1, 2, 3), epochs_per_step=k, seed=arm.seed, batch_size=settings.batch_size,
                           num_threads=threads, progress=False, **recipe_changes)
     if arm.recipe == "supervised":  # step 3 alone = supervised CE without the unsupervised passes
@@ -152,6 +154,7 @@ def run_arm(arm: Arm, bench: str, settings: BenchSettings, paths: dict, split: d
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     summary = {"bench": bench, "arm": asdict(arm), "run_id": arm.run_id, "config": cfg.to_dict(),
                "wall_s": round(metrics["wall_s"]["total"], 1), "steps": metrics["steps"],
+               "final_step": metrics.get("final_step"),
                "untrained": metrics["untrained"], "test": score_test(run_dir / "model.onnx", paths, split),
                "command": command_for(bench, arm, out), "fit_s_this_call": round(train_s, 1)}
     summary_path.parent.mkdir(parents=True, exist_ok=True)
