@@ -107,7 +107,8 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
         fitted = fit_temperatures(final["val"], truth["val"])
         temperatures.update({n: t for n, t in fitted.items() if n not in untrained})
     metrics = {"val": _evaluate(schema, truth["val"], final["val"]),
-               "test": _evaluate(schema, truth["test"], final["test"]), "final_step": final["step"], "steps": steps, "untrained": untrained, "temperatures": temperatures,
+               "test": _evaluate(schema, truth["test"], final["test"]), "final_step": final["step"], "steps": steps,
+               "untrained": untrained, "temperatures": temperatures,
                "broken_recordings": [{"recording_id": b.recording_id, "reason": b.reason} for b in store.broken],
                "wall_s": {"total": time.perf_counter() - started}}
     if ctx.is_main:

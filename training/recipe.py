@@ -106,7 +106,7 @@ def run_recipe(model: nn.Module, data: RecipeData, cfg: FitConfig, ckpt_dir: Pat
             _train_step(model, data, val, cfg, step, targets, trained, state, own, ckpt_dir, log, ctx)
             log.write({"phase": "step", "step": step, **extra})
         best = state["best"][str(step)]
-        model.load_state_dict(load_checkpoint(checkpoint_path(ckpt_dir, step, best["epoch"]))["model"])
+        _load_best(model, ckpt_dir, step, state)
         barrier(ctx)  # every rank has read the best weights before rank 0 prunes
         if ctx.is_main:
             _prune(ckpt_dir, step, keep={best["epoch"], rc.epochs_per_step})
@@ -117,11 +117,16 @@ def run_recipe(model: nn.Module, data: RecipeData, cfg: FitConfig, ckpt_dir: Pat
         }
     final = final_step(state["best"], rc.steps, rc.final_model)
     if final != rc.steps[-1]:  # the loop ends holding the last step's best weights
-        best = state["best"][str(final)]
-        model.load_state_dict(load_checkpoint(checkpoint_path(ckpt_dir, final, best["epoch"]))["model"])
+        _load_best(model, ckpt_dir, final, state)
     log.write({"phase": "final", "step": final, "rule": rc.final_model})
     return RecipeResult(model=model, final_step=final, steps=steps,
                         untrained=[n for n in data.schema.names if n not in trained])
+
+
+def _load_best(model: nn.Module, ckpt_dir: Path, step: int, state: dict) -> None:
+    """Load the weights of `step`'s best epoch (its checkpoint survives the pruning)."""
+    epoch = state["best"][str(step)]["epoch"]
+    model.load_state_dict(load_checkpoint(checkpoint_path(ckpt_dir, step, epoch))["model"])
 
 
 def final_step(best: dict, steps: tuple[int, ...], rule: str) -> int:

@@ -97,6 +97,12 @@ def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, 
     return lines
 
 
+def _pooled_bar_cells(sup: dict[int, dict], s4l: dict[int, dict]) -> str:
+    """tables.bar_cells of two `pooled` results: the seeds' pooled means, paired over the seeds both finished."""
+    paired = [s4l[s]["mean"] - sup[s]["mean"] for s in sorted(set(sup) & set(s4l))]
+    return bar_cells([v["mean"] for v in sup.values()], [v["mean"] for v in s4l.values()], paired)
+
+
 def _mean_of(values: list[float]) -> str:
     return f"{np.mean(values):+.1f} (n={len(values)})" if values else "-"
 
@@ -120,18 +126,12 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
     for f in FRACTIONS[:2]:
         sup = scores["supervised", f]
         for arm in ("s4l", *CV_PROBES):
-            s4l = scores[arm, f]
-            if arm != "s4l" and not s4l:
-                continue
-            paired = [s4l[s]["mean"] - sup[s]["mean"] for s in sorted(set(sup) & set(s4l))]
-            values = [v["mean"] for v in sup.values()], [v["mean"] for v in s4l.values()]
-            lines.append(f"| {round(f * 100)} % | {arm} | {bar_cells(*values, paired)} |")
+            if arm == "s4l" or scores[arm, f]:
+                lines.append(f"| {round(f * 100)} % | {arm} | {_pooled_bar_cells(sup, scores[arm, f])} |")
     for f, variant, what in VARIANTS:
         sup, s4l = (pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)
         if sup or s4l:
-            paired = [s4l[s]["mean"] - sup[s]["mean"] for s in sorted(set(sup) & set(s4l))]
-            values = [v["mean"] for v in sup.values()], [v["mean"] for v in s4l.values()]
-            lines.append(f"| {round(f * 100)} %{what} | s4l | {bar_cells(*values, paired)} |")
+            lines.append(f"| {round(f * 100)} %{what} | s4l | {_pooled_bar_cells(sup, s4l)} |")
     any_run = next(v for v in scores["s4l", FRACTIONS[0]].values())
     lines += ["", "Per label (pooled balanced accuracy %, mean ± std over seeds; classes over all test folds):", "",
               header[0].format("label (classes)"), header[1]]
