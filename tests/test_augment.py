@@ -2,12 +2,9 @@
 and only the training batch sees it."""
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from training.augment import augment_batch
 from training.config import AugmentConfig
-from training.distributed import DistContext
-from training.trainer import train_epoch
 
 NOTHING = AugmentConfig(enabled=True, flip=False, shift=0.0, zoom=0.0, brightness=0.0, contrast=0.0)
 
@@ -77,28 +74,3 @@ def test_bad_shapes_and_ranges_are_named():
         augment_batch(torch.zeros(2, 8, 8), AugmentConfig(enabled=True))
     with pytest.raises(ValueError, match="data.augment.shift"):
         AugmentConfig(shift=1.5)
-
-
-class _Recorder(torch.nn.Module):
-    """An objective that records the batches it is given."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(()))
-        self.seen = []
-
-    def forward(self, x, mask, targets, semi):
-        self.seen.append(x.clone())
-        return (self.w * x).mean(), {}
-
-
-@pytest.mark.parametrize("enabled", [False, True])
-def test_train_epoch_hands_the_objective_the_augmented_batch_only_when_enabled(enabled):
-    x = _images(4, 1, 8, 8)
-    loader = DataLoader(TensorDataset(x, torch.zeros(4, 2, dtype=torch.long), torch.arange(4)), batch_size=4)
-    objective = _Recorder()
-    optimizer = torch.optim.SGD(objective.parameters(), lr=0.1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    train_epoch(objective, loader, optimizer, scheduler, semi=True, ctx=DistContext(), progress=False, desc="t",
-                augment=AugmentConfig(enabled=enabled))
-    assert torch.equal(objective.seen[0], x) != enabled

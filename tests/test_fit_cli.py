@@ -30,6 +30,7 @@ def test_without_flags_the_config_is_the_dataclass_defaults():
     ("--vat-weight", "0.05", "loss", "vat_weight"),
     ("--rotation-weight", "0.7", "loss", "rotation_weight"),
     ("--vat-eps", "2.5", "loss", "vat_eps"),
+    ("--rampup", "1.0", "loss", "rampup"),
     ("--label-fraction-seed", "7", "data", "label_fraction_seed"),
     ("--max-preload-frames", "12", "data", "max_preload_frames"),
     ("--label-fraction", "0.3", "data", "label_fraction"),
@@ -67,6 +68,7 @@ def test_augment_flag_switches_on_the_default_augmentation():
     (["--steps", "3,1"], "recipe.steps"),
     (["--label-fraction", "1.5"], "label_fraction"),
     (["--labelled-share", "-0.1"], "labelled_share"),
+    (["--rampup", "2"], "loss.rampup"),
 ])
 def test_bad_values_exit_with_a_message_naming_the_field(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

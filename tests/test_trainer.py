@@ -161,6 +161,23 @@ def test_only_clean_and_rotation_forwards_move_batchnorm_statistics(tmp_path):
     assert any(not torch.allclose(v, bn(reference)[k]) for k, v in bn(model).items())
 
 
+@pytest.mark.parametrize("ramp", [0.0, 0.25, 1.0])
+def test_the_ramp_scales_entmin_and_vat_but_not_ce_or_rotation(tmp_path, ramp):
+    data = _data(tmp_path, recordings=9, frames=2, size=32)
+    ds = RecordingDataset(data.store, data.train_rows[:4], data.truth, frames=2)
+    frames, mask = torch.stack([ds[i][0] for i in range(4)]), torch.ones(4, 2)
+    targets = torch.stack([ds[i][2] for i in range(4)])
+    torch.manual_seed(0)
+    model = build_model(data.schema, ModelConfig(hidden=16), 2).train()
+    cfg = LossConfig(supervised_weight=0.5, entmin_weight=0.3, vat_weight=0.2, rotation_weight=0.7)
+    objective = S4LObjective(model, cfg, list(data.schema.names), rotation_frames=2, class_weights=None,
+                             label_weights=None)
+    total, parts = objective(frames, mask, targets, semi=True, ramp=ramp)
+    expected = 0.5 * parts["sup"] + ramp * (0.3 * parts["entmin"] + 0.2 * parts["vat"]) + 0.7 * parts["rotation"]
+    torch.testing.assert_close(total.detach(), expected)
+    assert all(float(v) > 0 for v in parts.values())  # every part is there, so every weight is checked
+
+
 def test_final_step_is_the_last_or_the_best_validated_step():
     from training.recipe import final_step
 

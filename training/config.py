@@ -82,6 +82,13 @@ class LossConfig:
     vat_power_iterations: int = 1
     class_weighting: bool = True  # inverse-frequency class weights + per-label weights in the CE
     label_weight_power: float = 1.0  # label weight = coverage ** -power (1 = thesis inverse frequency)
+    # share of step 1 over which the EntMin and VAT weights rise from ~0 along exp(-5 (1 - t)^2)
+    # (training/rampup.py); 0 = full weight from the first batch (the thesis)
+    rampup: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rampup <= 1.0:
+            raise ValueError(f"loss.rampup must be in [0, 1]; got {self.rampup}")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ def _add_tuning_flags(ap: argparse.ArgumentParser) -> None:
                        ("rotation", "4-way rotation task")):
         group.add_argument(f"--{name}-weight", type=float, default=getattr(LossConfig, f"{name}_weight"),
                            help=f"steps 1-2: weight of the {what} loss (0 skips its forward passes)")
+    group.add_argument("--rampup", type=float, default=LossConfig.rampup,
+                       help="share of step 1 over which the EntMin and VAT weights rise from ~0 (0 = thesis)")
     group.add_argument("--vat-eps", type=float, default=LossConfig.vat_eps,
                        help="VAT perturbation L2 norm per example (default: S4L's 32 for 224x224x3, scaled to the input)")
     group.add_argument("--labelled-share", type=float, default=RecipeConfig.labelled_share,
@@ -94,7 +96,7 @@ def config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig
                         max_preload_frames=a.max_preload_frames, augment=AugmentConfig(enabled=a.augment)),
         model=ModelConfig(kind=a.model, mode=a.mode, width=a.width, fusion=a.fusion),
         loss=LossConfig(supervised_weight=a.supervised_weight, entmin_weight=a.entmin_weight, vat_weight=a.vat_weight,
-                        rotation_weight=a.rotation_weight, vat_eps=a.vat_eps),
+                        rotation_weight=a.rotation_weight, vat_eps=a.vat_eps, rampup=a.rampup),
         recipe=RecipeConfig(steps=steps, epochs_per_step=a.epochs_per_step, seed=a.seed, batch_size=a.batch_size,
                             labelled_share=a.labelled_share, pseudo_label_threshold=a.pseudo_label_threshold,
                             final_model=a.final_model,

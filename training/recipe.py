@@ -1,8 +1,9 @@
 """S4L MOAM recipe (thesis 3.2): the three training steps around the epoch loop.
 
 Step 1: supervised masked CE (class + label weights) + EntMin + VAT + rotation, Adam with cosine
-decay restarts. Step 2: the best step-1 epoch (validation mean balanced accuracy) pseudo-labels
-every missing label (pseudo_labels.py), then step 1's training again on true + pseudo labels,
+decay restarts (EntMin and VAT optionally ramped up: training/rampup.py). Step 2: the best step-1
+epoch (validation mean balanced accuracy) pseudo-labels every missing label (pseudo_labels.py),
+then step 1's training again on true + pseudo labels,
 continuing from the best step-1 weights. Step 3: fine-tune on true labels only, supervised loss
 only, lr 5e-4 decaying to 1/10. Each step starts a fresh Adam and cosine cycle from the best
 weights of the step before; the final model is the best epoch of the last step run, or with
@@ -33,6 +34,7 @@ from training.losses import imbalance_weights
 from training.metrics import evaluate
 from training.precise_bn import recompute_bn_stats
 from training.pseudo_labels import make_pseudo_labels
+from training.rampup import ramp_scales
 from training.schema import LabelSchema
 from training.trainer import (
     S4LObjective, checkpoint_path, clean_forward, latest_checkpoint, load_checkpoint, predict_logits,
@@ -189,7 +191,8 @@ def _train_step(model, data: RecipeData, val: RecordingDataset, cfg: FitConfig, 
         sampler.set_epoch(epoch)
         stats = train_epoch(objective, loader, optimizer, scheduler, semi=step != 3, ctx=ctx,
                             progress=rc.progress, desc=f"step {step} epoch {epoch}/{rc.epochs_per_step}",
-                            augment=cfg.data.augment)
+                            augment=cfg.data.augment,
+                            ramp=ramp_scales(step, epoch, len(loader), rc.epochs_per_step, cfg.loss.rampup))
         if rc.precise_bn:  # every eval-mode use below (val, checkpoint -> best model, pseudo-labels, export)
             recompute_bn_stats(model, bn_batches, clean_forward(ctx.device), ctx)
         score = None

@@ -31,7 +31,9 @@ from training.losses import (
 
 
 class S4LObjective(nn.Module):
-    """Loss of one batch: w_sup * CE (+ w_ent * EntMin + w_vat * VAT + w_rot * rotation when `semi`).
+    """Loss of one batch: w_sup * CE (+ ramp * (w_ent * EntMin + w_vat * VAT) + w_rot * rotation when `semi`).
+
+    `ramp` (training/rampup.py) scales only the two losses that act on the model's own predictions.
 
     Heads in `trained` (labels with training annotations) take part in the unsupervised losses;
     the others get no gradient at all (they have no targets either).
@@ -45,7 +47,8 @@ class S4LObjective(nn.Module):
         self.class_weights, self.label_weights = class_weights, label_weights
         self.vat = VatConfig(xi=cfg.vat_xi, eps_ref=cfg.vat_eps_ref, eps=cfg.vat_eps, n_power=cfg.vat_power_iterations)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, targets: torch.Tensor, semi: bool):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, targets: torch.Tensor, semi: bool,
+                ramp: float = 1.0):
         model = self.model
 
         def logits_fn(z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -60,11 +63,11 @@ class S4LObjective(nn.Module):
             trained = _pick(logits, self.trained)
             if self.cfg.entmin_weight:
                 parts["entmin"] = entropy_minimisation(trained)
-                total = total + self.cfg.entmin_weight * parts["entmin"]
+                total = total + ramp * self.cfg.entmin_weight * parts["entmin"]
             if self.cfg.vat_weight:
                 parts["vat"] = vat_loss(lambda z: _pick(logits_fn(z), self.trained), x, trained,
                                         model=model, cfg=self.vat)
-                total = total + self.cfg.vat_weight * parts["vat"]
+                total = total + ramp * self.cfg.vat_weight * parts["vat"]
             if self.cfg.rotation_weight:
                 images = select_rotation_frames(x, mask, self.rotation_frames) if mask is not None else x
                 rotated, rot_targets = rotate_batch(images)
@@ -118,20 +121,22 @@ def stats_loader(dataset, batch_size: int, ctx: DistContext) -> DataLoader:
 
 
 def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, *, semi: bool,
-                ctx: DistContext, progress: bool, desc: str, augment: AugmentConfig | None = None) -> dict:
+                ctx: DistContext, progress: bool, desc: str, augment: AugmentConfig | None = None,
+                ramp: Sequence[float] | None = None) -> dict:
     """One pass over `loader`; returns the mean loss, loss parts, throughput and last lr.
 
-    With `augment` enabled, every forward pass of a batch sees the same augmented copy of it."""
+    With `augment` enabled, every forward pass of a batch sees the same augmented copy of it. `ramp[i]`
+    scales EntMin and VAT in batch i (training/rampup.py; None = 1 throughout)."""
     objective.train()
     sums: dict[str, float] = {}
     n_batches, n_items, lr, started = 0, 0, None, time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and ctx.is_main), leave=False)
-    for batch in bar:
+    for i, batch in enumerate(bar):
         x, mask, targets = _unpack(batch, ctx.device)
         if augment is not None and augment.enabled:
             x = augment_batch(x, augment)
         optimizer.zero_grad(set_to_none=True)
-        loss, parts = objective(x, mask, targets, semi)
+        loss, parts = objective(x, mask, targets, semi, 1.0 if ramp is None else ramp[i])
         loss.backward()
         optimizer.step()
         lr = optimizer.param_groups[0]["lr"]  # the rate this batch used (a restart may follow)

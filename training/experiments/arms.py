@@ -26,7 +26,8 @@ BENCHES = {
 }
 CV_FOLDS = {"nuaa": 5}  # subject folds of the cross-validated label budget (3 test people per split are few)
 CV_LONGER = 4  # epochs per S4L step of the cross-validated longer-training variant (nuaa's default is 2)
-CV_PROBES = ("sup_weight1", "best_step")  # S4L arms cross-validated besides the full recipe (docs/results.md says why)
+# S4L arms cross-validated besides the full recipe (docs/results.md says why)
+CV_PROBES = ("sup_weight1", "best_step", "rampup")
 QUICK = {"frames": 2, "image_size": 32, "epochs_per_step": 1, "max_train_recordings": 40}
 
 
@@ -71,6 +72,8 @@ S4L_ARMS = {
     "pl_conf90": ({}, {"pseudo_label_threshold": 0.9}),  # step 2 keeps confident pseudo-labels only
     # the run ends at the step with the best validation epoch: step 3 (true labels only) must beat step 2
     "best_step": ({}, {"final_model": "best_step"}),
+    # EntMin and VAT rise from ~0 over step 1 (training/rampup.py): few labels, no entrenched first guesses
+    "rampup": ({"rampup": 1.0}, {}),
 }
 ABLATIONS = ("no_vat", "no_entmin", "no_rotation")
 PROBES = ("sup_weight1", "pl_conf90")  # (vat_xi 0.1 became the default: that probe is the s4l arm now)
