@@ -84,8 +84,8 @@ def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path,
     loss_changes, recipe_changes = S4L_ARMS.get(arm.recipe, ({}, {}))
     loss = replace(LossConfig(), **loss_changes)
     # the thesis's final model unless the arm changes it (the arms' summaries stay valid whatever the default)
-    recipe_changes = {"final_model": "last_step", **recipe_changes}
-    recipe = RecipeConfig(steps=(1, 2, 3), epochs_per_step=k, seed=arm.seed, batch_size=settings.batch_size,
+    recipe_changes = {"steps": (1, 2, 3), "final_model": "last_step", **recipe_changes}
+    recipe = RecipeConfig(epochs_per_step=k, seed=arm.seed, batch_size=settings.batch_size,
                           num_threads=threads, progress=False, **recipe_changes)
     if arm.recipe == "supervised":  # step 3 alone = supervised CE without the unsupervised passes
         recipe = replace(recipe, steps=(3,), epochs_per_step=3 * k, finetune_lr=recipe.lr,
