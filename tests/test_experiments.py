@@ -286,9 +286,9 @@ def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
         (r, f, s, k) for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.fold >= 0 and a.run_id.endswith(f"-mean-aug-cv{a.fold}") for a in augmented)
     longer = [a for a in plan("nuaa", (0, 1)) if a.epochs]  # longer training, both arms and budgets
-    assert {(a.recipe, a.fraction, a.seed, a.fold) for a in longer} == {
-        (r, f, s, k) for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
-    assert all(a.epochs == CV_LONGER and a.run_id.endswith(f"-mean-k{CV_LONGER}-cv{a.fold}") for a in longer)
+    assert {(a.epochs, a.recipe, a.fraction, a.seed, a.fold) for a in longer} == {(e, r, f, s, k) for e in CV_LONGER
+        for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
+    assert all(a.run_id.endswith(f"-mean-k{a.epochs}-cv{a.fold}") for a in longer)
     assert not [a for a in plan("facemask", (0,)) if a.fold >= 0]
 
 

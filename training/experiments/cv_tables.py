@@ -26,7 +26,7 @@ PLAIN = {"labels": "random", "augment": False, "epochs": 0}
 # the variants tabled beside the plain budget: (labels kept, Arm fields, how the table names them)
 VARIANTS = ((FRACTIONS[0], {"labels": "per_class"}, DRAWN["per_class"]),
             *((f, {"augment": True}, ", image augmentation") for f in FRACTIONS[:2]),
-            *((f, {"epochs": CV_LONGER}, f", {CV_LONGER} epochs per step") for f in FRACTIONS[:2]))
+            *((f, {"epochs": e}, f", {e} epochs per step") for e in CV_LONGER for f in FRACTIONS[:2]))
 
 
 def cv_runs(summaries: dict, **variant) -> list[dict]:
