@@ -122,6 +122,15 @@ def test_variants_table_has_the_mean_fusion_column_against_concat():
     assert rows["mean (Δμ)"][-1] == f"{100 * (np.mean([0.75, 0.7]) - np.mean([0.6, 0.7])):+.1f}"
 
 
+def test_contribution_table_lists_only_the_probes_run_on_that_split():
+    runs = [_summary(r, 0, {"x": 0.5}) for r in ("supervised", "s4l", "no_vat")]
+    for run in runs:
+        run["steps"] = {}
+    lines = tables.steps_section("nuaa", {str(i): s for i, s in enumerate(runs)})
+    header = lines.index(next(line for line in lines if line.startswith("| arm")))
+    assert [line.split("|")[1].strip() for line in lines[header + 2:-1]] == ["supervised", "s4l", "no_vat"]
+
+
 def test_spread_is_mean_and_sample_std():
     values = [0.5, 0.7, 0.9]
     m, sd, n = spread(values)
@@ -151,6 +160,7 @@ def test_runs_score_the_test_split_against_truth(grid):
     for s in summaries:
         assert s["test"]["n_recordings"] == len(split["recordings"]["test"])
         assert set(s["steps"]) == set(map(str, s["config"]["recipe"]["steps"]))
+        assert s["machine"]["cpus"] >= 1 and s["machine"]["cpu"] and s["machine"]["torch"]  # where it ran
         # temperature scaling never moves the argmax: the accuracies at T and at T = 1 agree
         fitted, t1 = s["test"]["metrics"], s["test"]["metrics_t1"]
         for name, m in fitted["labels"].items():

@@ -156,11 +156,29 @@ def run_arm(arm: Arm, bench: str, settings: BenchSettings, paths: dict, split: d
                "wall_s": round(metrics["wall_s"]["total"], 1), "steps": metrics["steps"],
                "final_step": metrics.get("final_step"),
                "untrained": metrics["untrained"], "test": score_test(run_dir / "model.onnx", paths, split),
-               "command": command_for(bench, arm, out), "fit_s_this_call": round(train_s, 1)}
+               "command": command_for(bench, arm, out), "fit_s_this_call": round(train_s, 1),
+               "machine": machine_facts()}
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(summary, indent=1)
     summary_path.write_text(text, encoding="utf-8")
     return json.loads(text)  # the same document a later, skipping call returns
+
+
+def machine_facts() -> dict:
+    """What the run's figures depend on besides its config: the same seeds gave different runs on another CPU
+    (float rounding of the kernels torch picks for it; docs/results.md, "Rerun on another machine")."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def command_for(bench: str, arm: Arm, out: Path) -> str:

@@ -149,7 +149,7 @@ def steps_section(bench: str, summaries: dict, fusion: str = "concat") -> list[s
              "Steps: the S4L runs' metrics.json `steps` (best epoch of each step), scored by training.fit on the "
              "test recordings' EXPORT annotations (partial: " + _export_test_n(summaries) + "), not truth.csv. "
              "Ablations and probes: full recipe with one change (see S4L_ARMS in training/experiments/arms.py), "
-             "scored on truth.csv.", "",
+             "scored on truth.csv; probes run only cross-validated are in that table.", "",
              "| labels kept | after step 1 | after step 2 | after step 3 | step-3 model on truth.csv |", "|---|---|---|---|---|"]
     for f in FRACTIONS:
         runs = group(summaries, "s4l", f, fusion=fusion)
@@ -158,6 +158,8 @@ def steps_section(bench: str, summaries: dict, fusion: str = "concat") -> list[s
     lines += ["", "| arm | " + " | ".join(f"{round(f * 100)} % of labels | Δ vs full S4L" for f in fractions) + " |",
               "|---" * (1 + 2 * len(fractions)) + "|"]
     for recipe in ("supervised", *S4L_ARMS):
+        if recipe not in ("supervised", "s4l") and not any(group(summaries, recipe, f, fusion=fusion) for f in fractions):
+            continue  # not run on this split
         cells = []
         for f in fractions:
             vals, full = (mean_bal(group(summaries, r, f, fusion=fusion)) for r in (recipe, "s4l"))
