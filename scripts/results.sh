@@ -3,6 +3,8 @@
 # Runs whose summary already exists under docs/results/<bench>/runs/ are kept (delete one to retrain it);
 # run directories (checkpoints, model.onnx) go to .cache/experiments/. Extra arguments go to training.experiments,
 # e.g. scripts/results.sh --bench nuaa --seeds 0.  CPU: ~2-3 hours on 2 cores for the whole grid.
+# The fifth session's arms (rampup, two_steps, 10 epochs per step) and its reruns went to docs/reruns instead
+# (another machine; docs/reruns.md says how to regenerate them); a full run here adds those arms to docs/results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # No jemalloc here: glibc malloc trained ~1.5x faster on these machines (docs/training.md).

@@ -3,13 +3,12 @@
 Step 1: supervised masked CE (class + label weights) + EntMin + VAT + rotation, Adam with cosine
 decay restarts (EntMin and VAT optionally ramped up: training/rampup.py). Step 2: the best step-1
 epoch (validation mean balanced accuracy) pseudo-labels every missing label (pseudo_labels.py),
-then step 1's training again on true + pseudo labels,
-continuing from the best step-1 weights. Step 3: fine-tune on true labels only, supervised loss
-only, lr 5e-4 decaying to 1/10. Each step starts a fresh Adam and cosine cycle from the best
-weights of the step before; the final model is the best epoch of the last step run, or with
-`final_model="best_step"` the best validation epoch of any step (ties: the later step). A run whose
-steps do not start with 1 (e.g. `--steps 2,3 --init-from model.pt`) pseudo-labels with the model
-it starts from.
+then step 1's training again on true + pseudo labels, continuing from the best step-1 weights.
+Step 3: fine-tune on true labels only, supervised loss only, lr 5e-4 decaying to 1/10. Each step
+starts a fresh Adam and cosine cycle from the best weights of the step before; the final model is
+the best epoch of the last step run, or with `final_model="best_step"` the best validation epoch of
+any step (ties: the later step). A run whose steps do not start with 1 (e.g. `--steps 2,3
+--init-from model.pt`) pseudo-labels with the model it starts from.
 
 Every epoch is checkpointed (RUN/checkpoints/step{s}_epoch{e}.pt); `resume=True` continues after
 the newest one. Each epoch reseeds from (seed, step, epoch), so a resumed run repeats the
