@@ -139,14 +139,19 @@ def test_resume_repeats_the_uninterrupted_run_and_pseudo_labels_fill_only_gaps(t
     assert 5e-5 <= lr[(3, 2)] < lr[(3, 1)] <= 5e-4  # step 3: 5e-4 decaying towards 5e-5
 
 
-def test_only_clean_and_rotation_forwards_move_batchnorm_statistics(tmp_path):
+def _one_batch(tmp_path: Path):
+    """(data, frames, mask, targets, model in train mode): four generated recordings of 2 frames each."""
     data = _data(tmp_path, recordings=9, frames=2, size=32)
     ds = RecordingDataset(data.store, data.train_rows[:4], data.truth, frames=2)
     frames = torch.stack([ds[i][0] for i in range(4)])
     mask = torch.ones(4, 2)  # all real: the rotation task then sees every frame, in whatever order
     targets = torch.stack([ds[i][2] for i in range(4)])
     torch.manual_seed(0)
-    model = build_model(data.schema, ModelConfig(hidden=16), 2).train()
+    return data, frames, mask, targets, build_model(data.schema, ModelConfig(hidden=16), 2).train()
+
+
+def test_only_clean_and_rotation_forwards_move_batchnorm_statistics(tmp_path):
+    data, frames, mask, targets, model = _one_batch(tmp_path)
     reference = copy.deepcopy(model)
     trained = [n for n, ok in zip(data.schema.names, (targets >= 0).any(0)) if ok]
     objective = S4LObjective(model, LossConfig(), trained, rotation_frames=2, class_weights=None, label_weights=None)
@@ -163,12 +168,7 @@ def test_only_clean_and_rotation_forwards_move_batchnorm_statistics(tmp_path):
 
 @pytest.mark.parametrize("ramp", [0.0, 0.25, 1.0])
 def test_the_ramp_scales_entmin_and_vat_but_not_ce_or_rotation(tmp_path, ramp):
-    data = _data(tmp_path, recordings=9, frames=2, size=32)
-    ds = RecordingDataset(data.store, data.train_rows[:4], data.truth, frames=2)
-    frames, mask = torch.stack([ds[i][0] for i in range(4)]), torch.ones(4, 2)
-    targets = torch.stack([ds[i][2] for i in range(4)])
-    torch.manual_seed(0)
-    model = build_model(data.schema, ModelConfig(hidden=16), 2).train()
+    data, frames, mask, targets, model = _one_batch(tmp_path)
     cfg = LossConfig(supervised_weight=0.5, entmin_weight=0.3, vat_weight=0.2, rotation_weight=0.7)
     objective = S4LObjective(model, cfg, list(data.schema.names), rotation_frames=2, class_weights=None,
                              label_weights=None)
