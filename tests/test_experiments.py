@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from training import evaluate
 from training.experiments import doc, runner, tables
 from training.experiments.__main__ import main as experiments_main
 from training.experiments.arms import (
-    ABLATIONS, ARMS, BENCHES, CV_LONGER, CV_PROBES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings, bench_paths, plan,
+    ABLATIONS, ARMS, BENCHES, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings, bench_paths, plan,
 )
 from training.experiments.bn_check import bn_check, bn_check_section
 from training.experiments.summaries import group, spread
@@ -71,6 +72,16 @@ def test_per_class_draw_is_an_arm_field_that_reaches_the_data_config(tmp_path):
         arm = Arm("s4l", 0.1, 0, fusion="mean", fold=2, labels=labels)
         cfg = runner.fit_config(arm, BENCHES["nuaa"], paths, tmp_path / "split.json", tmp_path / "w" / "r" / "x", 1)
         assert cfg.data.label_fraction_per_class is expected
+
+
+def test_image_size_is_an_arm_field_that_reaches_the_data_config_only(tmp_path):
+    settings, paths = BENCHES["nuaa"], bench_paths("nuaa", tmp_path)
+    run_dir = tmp_path / "w" / "r" / "x"
+    plain = runner.fit_config(Arm("s4l", 0.1, 0, fusion="mean", fold=1), settings, paths, tmp_path / "s.json", run_dir, 1)
+    larger = runner.fit_config(Arm("s4l", 0.1, 0, fusion="mean", fold=1, image_size=128), settings, paths,
+                               tmp_path / "s.json", run_dir, 1)
+    assert (plain.data.image_size, larger.data.image_size) == (settings.image_size, 128)
+    assert replace(larger, data=replace(larger.data, image_size=settings.image_size)) == plain
 
 
 def test_fusion_is_an_arm_field_that_reaches_the_model_config_only(tmp_path):
@@ -283,7 +294,8 @@ def test_pool_inputs_hide_the_annotations_of_the_left_out_training_subjects(tmp_
 
 
 def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
-    cv = [a for a in plan("nuaa", (0, 1)) if a.fold >= 0 and a.labels == "random" and not a.augment and not a.epochs]
+    cv = [a for a in plan("nuaa", (0, 1))
+          if a.fold >= 0 and a.labels == "random" and not a.augment and not a.epochs and not a.image_size]
     assert {(a.recipe, a.fraction, a.seed, a.fold) for a in cv} == {
         (r, f, s, k) for r in ("supervised", "s4l", *CV_PROBES) for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.fusion == "mean" and a.run_id.endswith(f"-mean-cv{a.fold}") for a in cv)
@@ -299,6 +311,10 @@ def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
     assert {(a.epochs, a.recipe, a.fraction, a.seed, a.fold) for a in longer} == {(e, r, f, s, k) for e in CV_LONGER
         for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.run_id.endswith(f"-mean-k{a.epochs}-cv{a.fold}") for a in longer)
+    larger = [a for a in plan("nuaa", (0, 1)) if a.image_size]  # larger input, both arms and budgets
+    assert {(a.image_size, a.recipe, a.fraction, a.seed, a.fold) for a in larger} == {(px, r, f, s, k)
+        for px in CV_SIZES for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
+    assert all(a.run_id.endswith(f"-mean-px{a.image_size}-cv{a.fold}") for a in larger)
     assert not [a for a in plan("facemask", (0,)) if a.fold >= 0]
 
 

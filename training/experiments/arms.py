@@ -26,6 +26,9 @@ BENCHES = {
 }
 CV_FOLDS = {"nuaa": 5}  # subject folds of the cross-validated label budget (3 test people per split are few)
 CV_LONGER = (4, 10)  # epochs per S4L step of the cross-validated longer-training variants (nuaa: 2; the thesis: 10)
+# input sides of the cross-validated larger-input variants (nuaa: 64, whole 256x192 webcam frames, so a face is
+# ~20 px wide and glasses a pixel; the thesis: 224)
+CV_SIZES = (128,)
 # S4L arms cross-validated besides the full recipe (docs/results.md says why)
 CV_PROBES = ("sup_weight1", "best_step", "rampup", "two_steps")
 QUICK = {"frames": 2, "image_size": 32, "epochs_per_step": 1, "max_train_recordings": 40}
@@ -47,6 +50,7 @@ class Arm:
     labels: str = "random"
     augment: bool = False  # training-time image augmentation (DataConfig.augment, training/augment.py)
     epochs: int = 0  # epochs per S4L step (the supervised arm: 3x); 0 = the benchmark's BenchSettings value
+    image_size: int = 0  # input side in px (DataConfig.image_size); 0 = the benchmark's BenchSettings value
 
     @property
     def run_id(self) -> str:
@@ -57,8 +61,9 @@ class Arm:
         labels = "" if self.labels == "random" else "-perclass"
         augment = "-aug" if self.augment else ""
         epochs = f"-k{self.epochs}" if self.epochs else ""
+        size = f"-px{self.image_size}" if self.image_size else ""
         return (f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}"
-                f"{fusion}{pool}{labels}{augment}{epochs}{fold}")
+                f"{fusion}{pool}{labels}{augment}{epochs}{size}{fold}")
 
 
 # S4L arms: (LossConfig changes, RecipeConfig changes) on top of the full recipe, one change each
@@ -107,6 +112,9 @@ def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
         # ... and longer training: twice, then the thesis's 10 epochs per step, both arms (10 % first: the budget the
         # bar missed)
         runs += [Arm(r, f, s, fusion="mean", fold=k, epochs=e) for e in CV_LONGER for f in FRACTIONS[:2]
+                 for r in ("supervised", "s4l") for s in seeds for k in range(CV_FOLDS[bench])]
+        # ... and larger input, both arms and budgets (the sixth session's lever; docs/results.md)
+        runs += [Arm(r, f, s, fusion="mean", fold=k, image_size=px) for px in CV_SIZES for f in FRACTIONS[:2]
                  for r in ("supervised", "s4l") for s in seeds for k in range(CV_FOLDS[bench])]
     if BENCHES[bench].max_train_recordings:  # the left-out training subjects as unlabelled data
         runs += [Arm(r, f, s, pool="all") for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]

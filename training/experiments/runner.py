@@ -90,7 +90,7 @@ def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path,
     if arm.recipe == "supervised":  # step 3 alone = supervised CE without the unsupervised passes
         recipe = replace(recipe, steps=(3,), epochs_per_step=3 * k, finetune_lr=recipe.lr,
                          finetune_min_lr_fraction=recipe.min_lr_fraction)
-    data = DataConfig(frames=settings.frames, image_size=settings.image_size, label_fraction=arm.fraction,
+    data = DataConfig(frames=settings.frames, image_size=arm.image_size or settings.image_size, label_fraction=arm.fraction,
                       label_fraction_seed=arm.seed, label_fraction_per_class=arm.labels == "per_class",
                       max_preload_frames=max(settings.frames, 1), augment=AugmentConfig(enabled=arm.augment),
                       cache_dir=str(run_dir.parent.parent / "cache"))
