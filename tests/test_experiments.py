@@ -345,6 +345,20 @@ def test_cross_validated_score_pools_the_folds_test_confusions():
     assert longer[0]["labels"]["x"] == pytest.approx((1 / 4 + 4 / 7) / 2)  # A 1 of 4, B 4 of 7
 
 
+def test_variant_table_gives_each_label_pooled_over_the_folds_for_both_arms():
+    from training.experiments.cv_tables import _variant_label_lines
+
+    runs = [_cv_summary("supervised", 0, 0, [[2, 0], [1, 1]], image_size=128),
+            _cv_summary("supervised", 0, 1, [[0, 0], [0, 4]], image_size=128),
+            _cv_summary("s4l", 0, 0, [[1, 1], [0, 2]], image_size=128), _cv_summary("s4l", 0, 1, [[2, 0], [0, 4]], image_size=128),
+            _cv_summary("s4l", 0, 0, [[2, 0], [0, 2]]), _cv_summary("s4l", 0, 1, [[2, 0], [0, 4]])]  # plain: not a variant
+    lines = _variant_label_lines({str(i): s for i, s in enumerate(runs)}, k=2)
+    rows = [line for line in lines if line.startswith("| 10 %")]
+    # supervised: A 2 of 2, B 5 of 6; S4L: A 3 of 4, B 6 of 6 (folds added up)
+    assert rows == [f"| 10 %, 128 px input | x | {100 * (1 + 5 / 6) / 2:.1f} ± 0.0 (n=1) | {100 * (3 / 4 + 1) / 2:.1f} ± 0.0 (n=1) |"]
+    assert _variant_label_lines({str(i): s for i, s in enumerate(runs[2:])}, k=2) == []  # one arm only: no row
+
+
 def test_cross_validated_runs_end_to_end(tmp_path, monkeypatch):
     """Two folds x both arms on a synthetic 'nuaa': every subject tested once, the doc pools both folds."""
     from training.experiments import arms, cv_tables

@@ -108,6 +108,20 @@ def _mean_of(values: list[float]) -> str:
     return f"{np.mean(values):+.1f} (n={len(values)})" if values else "-"
 
 
+def _variant_label_lines(summaries: dict, k: int) -> list[str]:
+    """Per label of every variant both arms finished: which label a changed setting moves."""
+    rows = []
+    for f, variant, what in VARIANTS:
+        sup, s4l = (pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)
+        for label in (next(iter(s4l.values()))["labels"] if sup and s4l else ()):
+            cells = [fmt([v["labels"][label] for v in arm.values()]) for arm in (sup, s4l)]
+            rows.append(f"| {round(f * 100)} %{what} | {label} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["", "Per label of the variants (pooled balanced accuracy %, mean ± std over seeds):", "",
+            "| labels kept, variant | label | supervised only | S4L |", "|---|---|---|---|", *rows]
+
+
 def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None) -> list[str]:
     k = CV_FOLDS.get(bench)
     scores = {(r, f): pooled(summaries, r, f, k) for f in FRACTIONS[:2] for r in (*ARM_PAIR, *CV_PROBES)} if k else {}
@@ -140,6 +154,7 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
         cells = [fmt([v["labels"][label] for v in scores[r, f].values()]) for f in FRACTIONS[:2] for r in ARM_PAIR]
         counts = " / ".join(f"{c} {n}" for c, n in support.items())
         lines.append(f"| {label} ({counts}) | " + " | ".join(cells) + " |")
+    lines += _variant_label_lines(summaries, k)
     lines += ["", "Per fold (test mean balanced accuracy % of that fold alone, mean over seeds), to show how much "
               "the test people decide a single split's verdict:", "",
               header[0].format("fold"), header[1]]
