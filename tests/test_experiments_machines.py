@@ -1,0 +1,60 @@
+"""S4L's lead pooled over machines: per-seed leads from the pooled CV score, averaged per seed, t-tested."""
+import json
+import math
+
+import pytest
+
+from training.experiments import machines
+
+
+def _summary(recipe, fraction, seed, fold, right):
+    """A cross-validated run whose one binary label got `right` of 2 per class right (A then B)."""
+    arm = {"recipe": recipe, "fraction": fraction, "seed": seed, "mode": "mtl", "kind": "multi", "fusion": "mean",
+           "pool": "subsample", "fold": fold, "labels": "random"}
+    a, b = right
+    label = {"confusion": [[a, 2 - a], [2 - b, b]], "per_class": {"A": {}, "B": {}}}
+    return {"arm": arm, "test": {"metrics": {"labels": {"x": label}}}}
+
+
+def _write(out, runs):
+    folder = out / "nuaa" / "runs"
+    folder.mkdir(parents=True)
+    for i, s in enumerate(runs):
+        (folder / f"run{i}-cv{s['arm']['fold']}.json").write_text(json.dumps(s))
+
+
+def _machine(out, s4l_right, seeds=(0, 1, 2)):
+    """Every fold of supervised (1 of 2 right per class: 50 %) and S4L (s4l_right[seed]) at 10 % and 30 %."""
+    _write(out, [_summary(r, f, s, k, (1, 1) if r == "supervised" else s4l_right[s])
+                 for r in ("supervised", "s4l") for f in (0.1, 0.3) for s in seeds for k in range(5)])
+
+
+def test_seed_leads_pool_the_folds_and_subtract_the_supervised_arm(tmp_path):
+    _machine(tmp_path, {0: (2, 1), 1: (1, 1), 2: (2, 2)})
+    assert machines.seed_leads(tmp_path, "nuaa", 0.1) == pytest.approx({0: 25.0, 1: 0.0, 2: 50.0})
+
+
+def test_lead_test_averages_machines_per_seed_and_matches_the_t_formula():
+    res = machines.lead_test([{0: 2.0, 1: 4.0, 2: 9.0, 3: 1.0}, {0: 4.0, 1: 0.0, 2: 3.0, 5: 7.0}])
+    assert res["seeds"] == [0, 1, 2]  # seeds every machine ran
+    assert res["per_seed"] == [3.0, 2.0, 6.0]
+    mean, sd = 11 / 3, math.sqrt(((3 - 11 / 3) ** 2 + (2 - 11 / 3) ** 2 + (6 - 11 / 3) ** 2) / 2)
+    assert (res["mean"], res["std"]) == pytest.approx((mean, sd))
+    assert res["t"] == pytest.approx(mean / (sd / math.sqrt(3)))
+    # t's 97.5 % point at df 4 is 2.776445: centred values shifted so their t is exactly that have p = 0.05
+    centred = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    sd = math.sqrt(sum(v * v for v in centred) / 4)
+    at_critical = [v + 2.776445 * sd / math.sqrt(5) for v in centred]
+    assert machines.lead_test([dict(enumerate(at_critical))])["p"] == pytest.approx(0.05, abs=1e-5)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        machines.lead_test([{0: 1.0}, {1: 2.0}])
+
+
+def test_table_has_one_row_per_budget_and_the_cli_prints_it(tmp_path, capsys):
+    _machine(tmp_path / "m1", {0: (2, 1), 1: (1, 1), 2: (2, 2)})
+    _machine(tmp_path / "m2", {0: (2, 2), 1: (2, 1), 2: (2, 1)})
+    assert machines.main([str(tmp_path / "m1"), str(tmp_path / "m2"), "--bench", "nuaa"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 10 %") or line.startswith("| 30 %")]
+    assert len(rows) == 2
+    # per seed: (25 + 50) / 2, (0 + 25) / 2, (50 + 25) / 2
+    assert "| +37.5, +12.5, +37.5 | +29.2 ± 14.4 |" in rows[0]
