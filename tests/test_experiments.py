@@ -359,6 +359,19 @@ def test_variant_table_gives_each_label_pooled_over_the_folds_for_both_arms():
     assert _variant_label_lines({str(i): s for i, s in enumerate(runs[2:])}, k=2) == []  # one arm only: no row
 
 
+def test_fold_mean_table_scores_each_fold_alone_not_pooled():
+    from training.experiments.cv_tables import _fold_mean_lines
+
+    runs = [_cv_summary("supervised", 0, 0, [[2, 0], [2, 0]]), _cv_summary("supervised", 0, 1, [[0, 2], [0, 2]])]
+    for run in runs:  # each fold alone: 50 %; pooled: A 2 of 4, B 2 of 4, also 50 % (and the runner's own figure)
+        run["test"]["metrics"]["labels"]["x"]["balanced_accuracy"] = 0.5
+    runs += [_cv_summary("s4l", 0, 0, [[1, 0], [0, 1]]), _cv_summary("s4l", 0, 1, [[0, 1], [0, 1]])]
+    runs[2]["test"]["metrics"]["labels"]["x"]["balanced_accuracy"] = 1.0
+    runs[3]["test"]["metrics"]["labels"]["x"]["balanced_accuracy"] = None  # one class only in that fold: no score
+    lines = _fold_mean_lines({str(i): s for i, s in enumerate(runs)}, {"x": {}}, ["| {} | a | b | c | d |", "|---|"])
+    assert lines[-1] == "| x | 50.0 ± 0.0 (n=2) | 100.0 ± 0.0 (n=1) | not run | not run |"
+
+
 def test_cross_validated_runs_end_to_end(tmp_path, monkeypatch):
     """Two folds x both arms on a synthetic 'nuaa': every subject tested once, the doc pools both folds."""
     from training.experiments import arms, cv_tables

@@ -108,6 +108,19 @@ def _mean_of(values: list[float]) -> str:
     return f"{np.mean(values):+.1f} (n={len(values)})" if values else "-"
 
 
+def _fold_mean_lines(summaries: dict, labels: dict, header: list[str]) -> list[str]:
+    """Per label, the mean of the folds' own balanced accuracies. Below the pooled score's level when a fold's
+    test class mix and its training class mix pull the predictions apart (per-person traits, few people)."""
+    lines = ["", "Per label, each fold scored alone (balanced accuracy %, mean ± std over the fold runs of every seed; "
+             "the pooled table above counts every recording once instead):", "", header[0].format("label"), header[1]]
+    for label in labels:
+        cells = [fmt([s["test"]["metrics"]["labels"][label]["balanced_accuracy"] for s in arm_runs(summaries, r, f)
+                      if s["test"]["metrics"]["labels"][label]["balanced_accuracy"] is not None])
+                 for f in FRACTIONS[:2] for r in ARM_PAIR]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _variant_label_lines(summaries: dict, k: int) -> list[str]:
     """Per label of every variant both arms finished: which label a changed setting moves."""
     rows = []
@@ -154,6 +167,7 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
         cells = [fmt([v["labels"][label] for v in scores[r, f].values()]) for f in FRACTIONS[:2] for r in ARM_PAIR]
         counts = " / ".join(f"{c} {n}" for c, n in support.items())
         lines.append(f"| {label} ({counts}) | " + " | ".join(cells) + " |")
+    lines += _fold_mean_lines(summaries, any_run["support"], header)
     lines += _variant_label_lines(summaries, k)
     lines += ["", "Per fold (test mean balanced accuracy % of that fold alone, mean over seeds), to show how much "
               "the test people decide a single split's verdict:", "",
