@@ -3,7 +3,7 @@
 # Runs whose summary already exists under docs/results/<bench>/runs/ are kept (delete one to retrain it);
 # run directories (checkpoints, model.onnx) go to .cache/experiments/. Extra arguments go to training.experiments,
 # e.g. scripts/results.sh --bench nuaa --seeds 0.  CPU: ~2-3 hours on 2 cores for the whole grid.
-# The fifth session's arms (rampup, two_steps, 10 epochs per step) and its reruns went to docs/reruns instead
+# The fifth and sixth sessions' arms (rampup, two_steps, 10 epochs per step, 128 px) and reruns went to docs/reruns
 # (another machine; docs/reruns.md says how to regenerate them); a full run here adds those arms to docs/results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
