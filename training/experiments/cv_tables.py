@@ -109,8 +109,8 @@ def _mean_of(values: list[float]) -> str:
 
 
 def _fold_mean_lines(summaries: dict, labels: dict, header: list[str]) -> list[str]:
-    """Per label, the mean of the folds' own balanced accuracies. Below the pooled score's level when a fold's
-    test class mix and its training class mix pull the predictions apart (per-person traits, few people)."""
+    """Per label, the mean of the folds' own balanced accuracies. The pooled score falls below it when the folds'
+    predicted class mixes run against their test class mixes (per-person traits, few people)."""
     lines = ["", "Per label, each fold scored alone (balanced accuracy %, mean ± std over the fold runs of every seed; "
              "the pooled table above counts every recording once instead):", "", header[0].format("label"), header[1]]
     for label in labels:
