@@ -346,17 +346,17 @@ def test_cross_validated_score_pools_the_folds_test_confusions():
 
 
 def test_variant_table_gives_each_label_pooled_over_the_folds_for_both_arms():
-    from training.experiments.cv_tables import _variant_label_lines
+    from training.experiments.cv_tables import _variant_label_lines, _variant_scores
 
     runs = [_cv_summary("supervised", 0, 0, [[2, 0], [1, 1]], image_size=128),
             _cv_summary("supervised", 0, 1, [[0, 0], [0, 4]], image_size=128),
             _cv_summary("s4l", 0, 0, [[1, 1], [0, 2]], image_size=128), _cv_summary("s4l", 0, 1, [[2, 0], [0, 4]], image_size=128),
             _cv_summary("s4l", 0, 0, [[2, 0], [0, 2]]), _cv_summary("s4l", 0, 1, [[2, 0], [0, 4]])]  # plain: not a variant
-    lines = _variant_label_lines({str(i): s for i, s in enumerate(runs)}, k=2)
+    lines = _variant_label_lines(_variant_scores({str(i): s for i, s in enumerate(runs)}, k=2))
     rows = [line for line in lines if line.startswith("| 10 %")]
     # supervised: A 2 of 2, B 5 of 6; S4L: A 3 of 4, B 6 of 6 (folds added up)
     assert rows == [f"| 10 %, 128 px input | x | {100 * (1 + 5 / 6) / 2:.1f} ± 0.0 (n=1) | {100 * (3 / 4 + 1) / 2:.1f} ± 0.0 (n=1) |"]
-    assert _variant_label_lines({str(i): s for i, s in enumerate(runs[2:])}, k=2) == []  # one arm only: no row
+    assert _variant_label_lines(_variant_scores({str(i): s for i, s in enumerate(runs[2:])}, k=2)) == []  # one arm only
 
 
 def test_fold_mean_table_scores_each_fold_alone_not_pooled():

@@ -13,7 +13,7 @@ import numpy as np
 from training.metrics import balanced_accuracy
 
 from .arms import CV_FOLDS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS
-from .summaries import fmt, spread
+from .summaries import fmt, mean_bal, spread
 from .tables import ARM_PAIR, ExportLabels, bar_cells
 
 
@@ -114,18 +114,20 @@ def _fold_mean_lines(summaries: dict, labels: dict, header: list[str]) -> list[s
     lines = ["", "Per label, each fold scored alone (balanced accuracy %, mean ± std over the fold runs of every seed; "
              "the pooled table above counts every recording once instead):", "", header[0].format("label"), header[1]]
     for label in labels:
-        cells = [fmt([s["test"]["metrics"]["labels"][label]["balanced_accuracy"] for s in arm_runs(summaries, r, f)
-                      if s["test"]["metrics"]["labels"][label]["balanced_accuracy"] is not None])
-                 for f in FRACTIONS[:2] for r in ARM_PAIR]
+        cells = [fmt(mean_bal(arm_runs(summaries, r, f), label)) for f in FRACTIONS[:2] for r in ARM_PAIR]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _variant_label_lines(summaries: dict, k: int) -> list[str]:
+def _variant_scores(summaries: dict, k: int) -> list[tuple[float, str, dict, dict]]:
+    """(labels kept, how the table names it, supervised `pooled`, S4L `pooled`) of every VARIANTS entry."""
+    return [(f, what, *(pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)) for f, variant, what in VARIANTS]
+
+
+def _variant_label_lines(variant_scores: list[tuple[float, str, dict, dict]]) -> list[str]:
     """Per label of every variant both arms finished: which label a changed setting moves."""
     rows = []
-    for f, variant, what in VARIANTS:
-        sup, s4l = (pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)
+    for f, what, sup, s4l in variant_scores:
         for label in (next(iter(s4l.values()))["labels"] if sup and s4l else ()):
             cells = [fmt([v["labels"][label] for v in arm.values()]) for arm in (sup, s4l)]
             rows.append(f"| {round(f * 100)} %{what} | {label} | " + " | ".join(cells) + " |")
@@ -156,8 +158,8 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
         for arm in ("s4l", *CV_PROBES):
             if arm == "s4l" or scores[arm, f]:
                 lines.append(f"| {round(f * 100)} % | {arm} | {_pooled_bar_cells(sup, scores[arm, f])} |")
-    for f, variant, what in VARIANTS:
-        sup, s4l = (pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)
+    variant_scores = _variant_scores(summaries, k)
+    for f, what, sup, s4l in variant_scores:
         if sup or s4l:
             lines.append(f"| {round(f * 100)} %{what} | s4l | {_pooled_bar_cells(sup, s4l)} |")
     any_run = next(v for v in scores["s4l", FRACTIONS[0]].values())
@@ -168,7 +170,7 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
         counts = " / ".join(f"{c} {n}" for c, n in support.items())
         lines.append(f"| {label} ({counts}) | " + " | ".join(cells) + " |")
     lines += _fold_mean_lines(summaries, any_run["support"], header)
-    lines += _variant_label_lines(summaries, k)
+    lines += _variant_label_lines(variant_scores)
     lines += ["", "Per fold (test mean balanced accuracy % of that fold alone, mean over seeds), to show how much "
               "the test people decide a single split's verdict:", "",
               header[0].format("fold"), header[1]]

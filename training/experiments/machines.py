@@ -11,7 +11,6 @@ one-sample t-test over seeds of the per-seed lead averaged over machines (n = se
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +18,12 @@ from scipy import stats
 
 from .arms import CV_FOLDS, FRACTIONS
 from .cv_tables import pooled
+from .summaries import load_summaries
 
 
 def seed_leads(out: Path, bench: str, fraction: float) -> dict[int, float]:
     """seed -> S4L − supervised (points) of the pooled cross-validated score, for seeds both arms finished."""
-    summaries = {str(p): json.loads(p.read_text(encoding="utf-8")) for p in (out / bench / "runs").glob("*-cv*.json")}
+    summaries = load_summaries(out, bench)
     k = CV_FOLDS[bench]
     sup, s4l = pooled(summaries, "supervised", fraction, k), pooled(summaries, "s4l", fraction, k)
     return {seed: 100 * (s4l[seed]["mean"] - sup[seed]["mean"]) for seed in sorted(set(sup) & set(s4l))}
