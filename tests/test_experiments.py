@@ -359,6 +359,33 @@ def test_variant_table_gives_each_label_pooled_over_the_folds_for_both_arms():
     assert _variant_label_lines(_variant_scores({str(i): s for i, s in enumerate(runs[2:])}, k=2)) == []  # one arm only
 
 
+def test_a_variant_with_fresh_seeds_is_tabled_for_the_old_seeds_the_fresh_ones_and_all():
+    from training.experiments.cv_tables import _pooled_bar_cells, _variant_scores
+
+    def seed(recipe, s, right):  # both folds of one seed; `right` of 2 per class right in each
+        return [_cv_summary(recipe, s, k, [[right, 2 - right], [2 - right, right]], epochs=10) for k in range(2)]
+
+    runs = [*seed("supervised", 0, 1), *seed("s4l", 0, 2), *seed("supervised", 5, 1), *seed("s4l", 5, 1),
+            *seed("supervised", 6, 0), *seed("s4l", 6, 1), *seed("s4l", 7, 2)]  # seed 7: S4L only
+    rows = {what: _pooled_bar_cells(sup, s4l) for f, what, sup, s4l in _variant_scores(
+        {str(i): s for i, s in enumerate(runs)}, k=2) if sup or s4l}
+    assert list(rows) == [", 10 epochs per step, seeds 0", ", 10 epochs per step, fresh seeds 5–7",
+                          ", 10 epochs per step, seeds 0, 5, 6, 7"]
+    assert rows[", 10 epochs per step, seeds 0"].startswith("50.0 ± 0.0 (n=1) | 100.0 ± 0.0 (n=1) | +50.0")
+    # fresh: supervised 50, 0; S4L 50, 50, 100; paired over the seeds both ran: 0 and +50
+    assert rows[", 10 epochs per step, fresh seeds 5–7"].endswith("| 25.0 ± 35.4 (n=2) | 1 of 2 seeds")
+    assert rows[", 10 epochs per step, seeds 0, 5, 6, 7"].endswith("| 33.3 ± 28.9 (n=3) | 2 of 3 seeds")
+    only_fresh = _variant_scores({str(i): s for i, s in enumerate(runs[4:])}, k=2)  # no old seed: one row, no "all"
+    assert [what for f, what, sup, s4l in only_fresh if sup or s4l] == [", 10 epochs per step, fresh seeds 5–7"]
+
+
+def test_sections_without_any_of_their_runs_are_left_out(tmp_path):
+    runs = {str(k): _cv_summary("s4l", 0, k, [[1, 1], [1, 1]]) for k in range(2)}  # cross-validated runs only
+    assert tables.steps_section("nuaa", runs) == tables.steps_section("nuaa", runs, "mean") == []
+    assert tables.variants_section(runs) == []
+    assert tables.calibration_section("nuaa", runs, tmp_path) == []
+
+
 def test_fold_mean_table_scores_each_fold_alone_not_pooled():
     from training.experiments.cv_tables import _fold_mean_lines
 
@@ -396,3 +423,12 @@ def test_cross_validated_runs_end_to_end(tmp_path, monkeypatch):
     pooled_s4l = cv_tables.pooled({s["run_id"]: s for s in summaries}, "s4l", 0.1, 2)[0]["mean"]
     assert f"{100 * pooled_s4l:.1f} ± 0.0 (n=1)" in row
     assert "| 10 % | gender |" in text  # the training-label coverage table
+    # a variant replicated on a fresh seed gets its own rows and its own label-coverage table
+    for s in summaries:
+        fresh = {**s, "arm": {**s["arm"], "seed": 5, "epochs": 10}}
+        (out / "nuaa" / "runs" / f"{s['run_id']}-fresh.json").write_text(json.dumps(fresh))
+    doc.write_doc(out, out / "results.md", data_root=tmp_path)
+    text = (out / "results.md").read_text()
+    assert "| 10 %, 10 epochs per step, fresh seeds 5 | s4l |" in text
+    assert "Training labels of these runs, 10 epochs per step (mean over the 2 splits x 1 seeds 5;" in text
+    assert "Training labels of these runs (mean over the 2 splits x 1 seeds 0;" in text

@@ -58,3 +58,24 @@ def test_table_has_one_row_per_budget_and_the_cli_prints_it(tmp_path, capsys):
     assert len(rows) == 2
     # per seed: (25 + 50) / 2, (0 + 25) / 2, (50 + 25) / 2
     assert "| +37.5, +12.5, +37.5 | +29.2 ± 14.4 |" in rows[0]
+
+
+def test_seeds_and_variant_pick_the_runs_of_one_machine(tmp_path, capsys):
+    plain = [_summary(r, f, s, k, (1, 1) if r == "supervised" else (2, 2))
+             for r in ("supervised", "s4l") for f in (0.1, 0.3) for s in (0, 1) for k in range(5)]
+    longer = [{**run, "arm": {**run["arm"], "epochs": 10, "seed": run["arm"]["seed"] + 5}} for run in
+              [_summary(r, f, s, k, (1, 1) if r == "supervised" else ((2, 1) if s else (1, 1)))
+               for r in ("supervised", "s4l") for f in (0.1, 0.3) for s in (0, 1, 2) for k in range(5)]]
+    _write(tmp_path, plain + longer)
+    assert machines.seed_leads(tmp_path, "nuaa", 0.1) == pytest.approx({0: 50.0, 1: 50.0})  # the plain budget
+    assert machines.seed_leads(tmp_path, "nuaa", 0.1, epochs=10) == pytest.approx({5: 0.0, 6: 25.0, 7: 25.0})
+    assert machines.seed_leads(tmp_path, "nuaa", 0.1, (6, 7), epochs=10) == pytest.approx({6: 25.0, 7: 25.0})
+    assert machines.main([str(tmp_path), "--variant", "epochs=10", "--seeds", "5,6,7"]) == 0
+    out = capsys.readouterr().out
+    assert "cross-validated, epochs=10, seeds [5, 6, 7]" in out
+    assert "| +0.0, +25.0, +25.0 | +16.7 ± 14.4 |" in out
+    with pytest.raises(SystemExit):
+        machines.main([str(tmp_path), "--variant", "epoch=10"])  # not an Arm field
+    assert "FIELD one of" in capsys.readouterr().err
+    assert machines._field("augment=true") == ("augment", True)
+    assert machines._field("labels=per_class") == ("labels", "per_class")

@@ -29,6 +29,9 @@ CV_LONGER = (4, 10)  # epochs per S4L step of the cross-validated longer-trainin
 # input sides of the cross-validated larger-input variants (nuaa: 64, whole 256x192 webcam frames, so a face is
 # ~20 px wide and glasses a pixel; the thesis: 224)
 CV_SIZES = (128,)
+# new seeds (new label draws and initialisations) that replicate a cross-validated variant after it was found on
+# seeds 0-4; the tables give the two seed groups apart and together (docs/results.md, seventh session)
+FRESH_SEEDS = (5, 6, 7, 8, 9)
 # S4L arms cross-validated besides the full recipe (docs/results.md says why)
 CV_PROBES = ("sup_weight1", "best_step", "rampup", "two_steps")
 QUICK = {"frames": 2, "image_size": 32, "epochs_per_step": 1, "max_train_recordings": 40}

@@ -12,7 +12,7 @@ import numpy as np
 
 from training.metrics import balanced_accuracy
 
-from .arms import CV_FOLDS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS
+from .arms import CV_FOLDS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, FRESH_SEEDS
 from .summaries import fmt, mean_bal, spread
 from .tables import ARM_PAIR, ExportLabels, bar_cells
 
@@ -64,20 +64,24 @@ def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = 
     return out
 
 
-def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, seeds: list[int]) -> list[str]:
-    """How many training labels the cross-validated runs learn from, how many classes they cover, and S4L's
-    per-label lead in the runs whose labels show every class vs. the others."""
+def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, seeds: list[int],
+                   variant: tuple[dict, str] = ({}, "")) -> list[str]:
+    """How many training labels the cross-validated runs of `variant` (Arm fields, how the table names them; the
+    plain budget by default) learn from, how many classes they cover, and S4L's per-label lead in the runs whose
+    labels show every class vs. the others."""
+    fields, what = variant
     splits = [json.loads((out / bench / f"split_cv{i}.json").read_text(encoding="utf-8")) for i in range(k)]
+    runs_of = cv_runs(summaries, **fields) + ([] if fields else cv_runs(summaries, labels="per_class"))
     arm_of = {(a["recipe"], a["fraction"], a.get("labels", "random"), a["seed"], a["fold"]): s["test"]["metrics"]["labels"]
-              for s in cv_runs(summaries) + cv_runs(summaries, labels="per_class") for a in [s["arm"]]}
-    lines = ["", f"Training labels of these runs (mean over the {k} splits x {len(seeds)} seeds; a class no training "
-             "label shows cannot be predicted by any recipe, so it caps that label's balanced accuracy), and S4L − "
-             "supervised on that label's test balanced accuracy (points, mean over the fold runs) in the runs whose "
-             "training labels show every class vs. the runs that miss a class:", "",
-             "| labels kept | label | labelled recordings | classes with a label | runs with every class "
+              for s in runs_of for a in [s["arm"]]}
+    lines = ["", f"Training labels of these runs{what} (mean over the {k} splits x {len(seeds)} seeds "
+             f"{_seed_range(seeds)}; a class no training label shows cannot be predicted by any recipe, so it caps that "
+             "label's balanced accuracy), and S4L − supervised on that label's test balanced accuracy (points, mean "
+             "over the fold runs) in the runs whose training labels show every class vs. the runs that miss a class:",
+             "", "| labels kept | label | labelled recordings | classes with a label | runs with every class "
              "| S4L − sup., every class | S4L − sup., a class missing |", "|---|---|---|---|---|---|---|"]
-    draws = [(f, "random") for f in FRACTIONS[:2]]
-    if cv_runs(summaries, labels="per_class"):
+    draws = [(f, fields.get("labels", "random")) for f in FRACTIONS[:2]]
+    if not fields and cv_runs(summaries, labels="per_class"):
         draws.append((FRACTIONS[0], "per_class"))
     export = ExportLabels(paths)
     for f, draw in draws:
@@ -120,8 +124,30 @@ def _fold_mean_lines(summaries: dict, labels: dict, header: list[str]) -> list[s
 
 
 def _variant_scores(summaries: dict, k: int) -> list[tuple[float, str, dict, dict]]:
-    """(labels kept, how the table names it, supervised `pooled`, S4L `pooled`) of every VARIANTS entry."""
-    return [(f, what, *(pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)) for f, variant, what in VARIANTS]
+    """(labels kept, how the table names it, supervised `pooled`, S4L `pooled`) of every VARIANTS entry; a variant
+    that has FRESH_SEEDS runs comes as three entries: the other seeds, the fresh ones, and all of them."""
+    scores = []
+    for f, variant, what in VARIANTS:
+        sup, s4l = (pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)
+        scores += [(f, what + name, *pair) for name, pair in _seed_groups(sup, s4l)]
+    return scores
+
+
+def _seed_groups(*arms: dict[int, dict]) -> list[tuple[str, tuple[dict, ...]]]:
+    """[("", arms)] unless the arms hold FRESH_SEEDS; then the seeds before them, the fresh ones, and all."""
+    seeds = sorted(set().union(*arms))
+    before, fresh = [s for s in seeds if s not in FRESH_SEEDS], [s for s in seeds if s in FRESH_SEEDS]
+    if not fresh:
+        return [("", arms)]
+    groups = [(before, "seeds"), (fresh, "fresh seeds")] + ([(seeds, "seeds")] if before else [])
+    return [(f", {label} {_seed_range(chosen)}", tuple({s: a[s] for s in chosen if s in a} for a in arms))
+            for chosen, label in groups if chosen]
+
+
+def _seed_range(seeds: list[int]) -> str:
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
 def _variant_label_lines(variant_scores: list[tuple[float, str, dict, dict]]) -> list[str]:
@@ -183,6 +209,9 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
                 cells.append(f"{100 * spread(vals)[0]:.1f} (n={len(vals)})" if vals else "not run")
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
     if paths and paths["export"].exists():
-        lines += coverage_lines(summaries, paths, out, bench, k, sorted({s["arm"]["seed"] for s in summaries.values()
-                                                              if s["arm"].get("fold", -1) >= 0}))
+        lines += coverage_lines(summaries, paths, out, bench, k, sorted({s["arm"]["seed"] for s in cv_runs(summaries)}))
+        for fields, what in dict.fromkeys((tuple(v.items()), w) for _, v, w in VARIANTS):  # fresh seeds' draws
+            fresh = sorted({s["arm"]["seed"] for s in cv_runs(summaries, **dict(fields))} & set(FRESH_SEEDS))
+            if fresh:
+                lines += coverage_lines(summaries, paths, out, bench, k, fresh, (dict(fields), what))
     return lines + [""]

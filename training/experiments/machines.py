@@ -5,28 +5,35 @@ bar cannot answer: is the lead above zero? Each out dir holds one machine's runs
 splits and label subsets (a machine is a new draw of the training path, docs/training.md). A seed's
 machines share its label subset and initialisation, so they are not independent draws: the test is a
 one-sample t-test over seeds of the per-seed lead averaged over machines (n = seeds, not seeds x machines).
+With one out dir it is the paired t-test of that machine's seeds. `--seeds` and `--variant` pick the runs
+(the seventh session's replication: 10 epochs per step on fresh seeds).
 
     python -m training.experiments.machines docs/results docs/reruns --bench nuaa
+    python -m training.experiments.machines docs/reruns --variant epochs=10 --seeds 5,6,7,8,9
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-from .arms import CV_FOLDS, FRACTIONS
+from .arms import CV_FOLDS, FRACTIONS, Arm
 from .cv_tables import pooled
 from .summaries import load_summaries
 
 
-def seed_leads(out: Path, bench: str, fraction: float) -> dict[int, float]:
-    """seed -> S4L − supervised (points) of the pooled cross-validated score, for seeds both arms finished."""
+def seed_leads(out: Path, bench: str, fraction: float, seeds: tuple[int, ...] | None = None,
+               **variant) -> dict[int, float]:
+    """seed -> S4L − supervised (points) of the pooled cross-validated score of `variant` (Arm fields; the plain
+    budget by default), for the seeds (all, or those in `seeds`) both arms finished."""
     summaries = load_summaries(out, bench)
     k = CV_FOLDS[bench]
-    sup, s4l = pooled(summaries, "supervised", fraction, k), pooled(summaries, "s4l", fraction, k)
-    return {seed: 100 * (s4l[seed]["mean"] - sup[seed]["mean"]) for seed in sorted(set(sup) & set(s4l))}
+    sup, s4l = (pooled(summaries, r, fraction, k, **variant) for r in ("supervised", "s4l"))
+    return {seed: 100 * (s4l[seed]["mean"] - sup[seed]["mean"]) for seed in sorted(set(sup) & set(s4l))
+            if seeds is None or seed in seeds}
 
 
 def lead_test(leads_per_machine: list[dict[int, float]]) -> dict:
@@ -41,12 +48,13 @@ def lead_test(leads_per_machine: list[dict[int, float]]) -> dict:
             "std": float(np.std(per_seed, ddof=1)), "t": float(test.statistic), "p": float(test.pvalue)}
 
 
-def table(outs: list[Path], bench: str) -> list[str]:
-    lines = [f"S4L − supervised, {bench} cross-validated (points; per seed, each machine, then averaged):", "",
+def table(outs: list[Path], bench: str, seeds: tuple[int, ...] | None = None, variant: dict | None = None) -> list[str]:
+    which = "".join(f", {k}={v}" for k, v in (variant or {}).items()) + (f", seeds {list(seeds)}" if seeds else "")
+    lines = [f"S4L − supervised, {bench} cross-validated{which} (points; per seed, each machine, then averaged):", "",
              "| labels kept | " + " | ".join(f"`{o}` per seed" for o in outs)
              + " | averaged per seed | mean ± std | t (df) | p, two-sided |", "|---" * (len(outs) + 5) + "|"]
     for f in FRACTIONS[:2]:
-        leads = [seed_leads(o, bench, f) for o in outs]
+        leads = [seed_leads(o, bench, f, seeds, **(variant or {})) for o in outs]
         res = lead_test(leads)
         cells = [", ".join(f"{v:+.1f}" for _, v in sorted(m.items())) for m in leads]
         lines.append(f"| {round(f * 100)} % | " + " | ".join(cells)
@@ -59,12 +67,32 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outs", nargs="+", type=Path, help="one --out dir of training.experiments per machine")
     ap.add_argument("--bench", default="nuaa", choices=sorted(CV_FOLDS))
+    ap.add_argument("--seeds", help="comma-separated seeds to test (default: every seed the out dirs share)")
+    ap.add_argument("--variant", action="append", default=[], metavar="FIELD=VALUE",
+                    help="an Arm field of a cross-validated variant, e.g. epochs=10 (repeatable; default: the plain budget)")
     a = ap.parse_args(argv)
     try:
-        print("\n".join(table(a.outs, a.bench)))
+        seeds = tuple(int(s) for s in a.seeds.split(",")) if a.seeds else None
+        variant = dict(_field(v) for v in a.variant)
+    except ValueError as exc:
+        ap.error(str(exc))
+    try:
+        print("\n".join(table(a.outs, a.bench, seeds, variant)))
     except ValueError as exc:
         ap.exit(2, f"error: {exc}\n")
     return 0
+
+
+def _field(text: str) -> tuple[str, object]:
+    """'epochs=10' -> ("epochs", 10): a field of Arm with its value as the summaries store it."""
+    name, sep, value = text.partition("=")
+    fields = {f.name: f.type for f in dataclasses.fields(Arm)}
+    if not sep or name not in fields:
+        raise ValueError(f"--variant wants FIELD=VALUE with FIELD one of {sorted(fields)}; got {text!r}")
+    kind = fields[name]
+    if kind == "bool":
+        return name, value.lower() in ("1", "true", "yes")
+    return name, int(value) if kind == "int" else float(value) if kind == "float" else value
 
 
 if __name__ == "__main__":

@@ -142,8 +142,8 @@ def _export_test_n(summaries: dict) -> str:
 def steps_section(bench: str, summaries: dict, fusion: str = "concat") -> list[str]:
     """Steps 1-3 of the S4L runs, and the ablations / probes next to the full recipe at every budget they ran."""
     fractions = [f for f in FRACTIONS if any(group(summaries, r, f, fusion=fusion) for r in S4L_ARMS if r != "s4l")]
-    if fusion != "concat" and not fractions:
-        return []
+    if not fractions and (fusion != "concat" or not any(group(summaries, "s4l", f) for f in FRACTIONS)):
+        return []  # (concat: the grid's steps table, shown while any single-split S4L run exists)
     title = bench if fusion == "concat" else f"{bench}, {fusion} frame fusion"
     lines = [f"### Contribution of each step and of each unsupervised loss ({title})", "",
              "Steps: the S4L runs' metrics.json `steps` (best epoch of each step), scored by training.fit on the "
@@ -172,6 +172,10 @@ def variants_section(summaries: dict) -> list[str]:
     """MTL vs STL, multi vs single image (thesis tables 4.1-4.3) and concatenated vs mean frame fusion:
     supervised recipe, 100 % of labels."""
     base = group(summaries, "supervised", 1.0)
+    variants = [group(summaries, "supervised", 1.0, "stl", "multi"), group(summaries, "supervised", 1.0, "mtl", "single"),
+                group(summaries, "supervised", 1.0, "mtl", "multi", "mean")]
+    if not base and not any(variants):
+        return []
     counts = class_counts(summaries)
     lines = ["### MTL vs STL, multi- vs single-image, frame fusion (nuaa)", "",
              "Supervised-only recipe at 100 % of the labels (the S4L arms cost ~5x more CPU); "
@@ -179,8 +183,6 @@ def variants_section(summaries: dict) -> list[str]:
              "(which concatenates the frame embeddings, as the thesis does; \"mean fusion\" averages them).", "",
              "| label (test classes) | MTL multi | STL multi | Δ STL | MTL single | Δ single "
              "| MTL multi, mean fusion | Δ mean |", "|---|---|---|---|---|---|---|---|"]
-    variants = [group(summaries, "supervised", 1.0, "stl", "multi"), group(summaries, "supervised", 1.0, "mtl", "single"),
-                group(summaries, "supervised", 1.0, "mtl", "multi", "mean")]
     for label in [*counts, None]:
         ref = mean_bal(base, label)
         cells = [fmt(ref)]
@@ -197,6 +199,8 @@ def variants_section(summaries: dict) -> list[str]:
 
 
 def calibration_section(bench: str, summaries: dict, out: Path) -> list[str]:
+    if not any(group(summaries, r, f) for f in FRACTIONS for r in ARM_PAIR):
+        return []
     lines = [f"### Calibration ({bench})", "",
              "ECE (15 equal-width bins of top-class confidence) of the test probabilities the ONNX model serves (fitted per-head "
              "temperatures) vs T = 1, mean over seeds, scored on truth.csv.", "",
@@ -215,8 +219,8 @@ def calibration_section(bench: str, summaries: dict, out: Path) -> list[str]:
     runs = next((g for f in reversed(FRACTIONS) for r in ("s4l", "supervised") if (g := group(summaries, r, f))), [])
     if runs:
         plot_reliability(bench, runs, out / bench / "reliability.png")
-        lines += ["", f"![reliability {bench}]({bench}/reliability.png)", ""]
-    return lines
+        lines += ["", f"![reliability {bench}]({bench}/reliability.png)"]
+    return lines + [""]
 
 
 def runs_section(bench: str, summaries: dict) -> list[str]:
