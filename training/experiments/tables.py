@@ -122,7 +122,8 @@ def label_counts_section(bench: str, paths: dict, split: dict, seeds: list[int])
     labels = ExportLabels(paths)
     schema = labels.schema
     order = ", ".join(f"{s.name}: " + "/".join(s.classes) for s in schema.labels)
-    lines = [f"Training labels per class ({bench}; classes in the order {order}):",
+    lines = [f"Training labels per class on the single split (`split.json`; the cross-validated runs' are counted "
+             f"in their own table) ({bench}; classes in the order {order}):",
              "", "| labels kept | seed | " + " | ".join(schema.names) + " |", "|---|---|" + "---|" * len(schema.names)]
     for f in FRACTIONS:
         for seed in seeds:
