@@ -379,6 +379,33 @@ def test_a_variant_with_fresh_seeds_is_tabled_for_the_old_seeds_the_fresh_ones_a
     assert [what for f, what, sup, s4l in only_fresh if sup or s4l] == [", 10 epochs per step, fresh seeds 5–7"]
 
 
+def test_plain_budget_rows_split_fresh_seeds_and_the_detail_tables_keep_the_first_ones(tmp_path, monkeypatch):
+    from training.experiments import cv_tables
+
+    monkeypatch.setitem(cv_tables.CV_FOLDS, "nuaa", 2)
+    (tmp_path / "nuaa").mkdir()
+    (tmp_path / "nuaa" / "split_cv0.json").write_text(json.dumps({"fold": {"folds": [["a"], ["b"]]}}))
+    right = {("supervised", 0): 1, ("s4l", 0): 2, ("supervised", 5): 1, ("s4l", 5): 1, ("best_step", 0): 0}
+    runs = {}
+    for (recipe, seed), n in right.items():  # n of 2 per class right in each of the 2 folds
+        for k in range(2):
+            run = _cv_summary(recipe, seed, k, [[n, 2 - n], [2 - n, n]])
+            run["test"]["metrics"]["labels"]["x"]["balanced_accuracy"] = n / 2
+            run["test"]["metrics"]["mean_balanced_accuracy"] = n / 2
+            runs[f"{recipe}{seed}{k}"] = run
+    lines = cv_tables.cv_section("nuaa", runs, tmp_path)
+    rows = [line for line in lines if line.startswith("| 10 %")]
+    assert rows[0].startswith("| 10 %, seeds 0 | s4l | 50.0 ± 0.0 (n=1) | 100.0 ± 0.0 (n=1) |")
+    assert rows[1].startswith("| 10 %, fresh seeds 5 | s4l | 50.0 ± 0.0 (n=1) | 50.0 ± 0.0 (n=1) |")
+    assert rows[2].startswith("| 10 %, seeds 0, 5 | s4l | 50.0 ± 0.0 (n=2) | 75.0 ± 35.4 (n=2) |")
+    assert rows[3].startswith("| 10 % | best_step | 50.0 ± 0.0 (n=1) | 0.0 ± 0.0 (n=1) |")  # its own seed only
+    # the detail tables: seed 0 only
+    assert next(line for line in lines if line.startswith("| x (A")).startswith(
+        "| x (A 4 / B 4) | 50.0 ± 0.0 (n=1) | 100.0 ± 0.0 (n=1) |")
+    assert "over seeds 0, not the fresh ones" in "\n".join(lines)
+    assert next(line for line in lines if line.startswith("| 0 |")) == "| 0 | 50.0 (n=1) | 100.0 (n=1) | not run | not run |"
+
+
 def test_sections_without_any_of_their_runs_are_left_out(tmp_path):
     runs = {str(k): _cv_summary("s4l", 0, k, [[1, 1], [1, 1]]) for k in range(2)}  # cross-validated runs only
     assert tables.steps_section("nuaa", runs) == tables.steps_section("nuaa", runs, "mean") == []

@@ -183,23 +183,42 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
         sup = scores["supervised", f]
         for arm in ("s4l", *CV_PROBES):
             if arm == "s4l" or scores[arm, f]:
-                lines.append(f"| {round(f * 100)} % | {arm} | {_pooled_bar_cells(sup, scores[arm, f])} |")
+                mine = scores[arm, f]
+                base = sup if arm == "s4l" else {s: v for s, v in sup.items() if s in mine}  # a probe's own seeds
+                lines += [f"| {round(f * 100)} %{name} | {arm} | {_pooled_bar_cells(*pair)} |"
+                          for name, pair in _seed_groups(base, mine)]
     variant_scores = _variant_scores(summaries, k)
     for f, what, sup, s4l in variant_scores:
         if sup or s4l:
             lines.append(f"| {round(f * 100)} %{what} | s4l | {_pooled_bar_cells(sup, s4l)} |")
+    # the detail tables describe the seeds the budget was first run on; fresh seeds have their rows above
+    fresh = {s["arm"]["seed"] for s in cv_runs(summaries)} & set(FRESH_SEEDS)
+    first = {key: s for key, s in summaries.items() if s["arm"]["seed"] not in FRESH_SEEDS}
+    scores = {key: {s: v for s, v in seeds.items() if s not in FRESH_SEEDS} for key, seeds in scores.items()}
+    seeds = sorted({s["arm"]["seed"] for s in cv_runs(first)})
     any_run = next(v for v in scores["s4l", FRACTIONS[0]].values())
-    lines += ["", "Per label (pooled balanced accuracy %, mean ± std over seeds; classes over all test folds):", "",
-              header[0].format("label (classes)"), header[1]]
+    lines += ["", "Per label (pooled balanced accuracy %, mean ± std over seeds"
+              + (f" {_seed_range(seeds)}, not the fresh ones" if fresh else "")
+              + "; classes over all test folds):", "", header[0].format("label (classes)"), header[1]]
     for label, support in any_run["support"].items():
         cells = [fmt([v["labels"][label] for v in scores[r, f].values()]) for f in FRACTIONS[:2] for r in ARM_PAIR]
         counts = " / ".join(f"{c} {n}" for c, n in support.items())
         lines.append(f"| {label} ({counts}) | " + " | ".join(cells) + " |")
-    lines += _fold_mean_lines(summaries, any_run["support"], header)
+    lines += _fold_mean_lines(first, any_run["support"], header)
     lines += _variant_label_lines(variant_scores)
-    lines += ["", "Per fold (test mean balanced accuracy % of that fold alone, mean over seeds), to show how much "
-              "the test people decide a single split's verdict:", "",
-              header[0].format("fold"), header[1]]
+    lines += _per_fold_lines(first, k, header)
+    if paths and paths["export"].exists():
+        lines += coverage_lines(first, paths, out, bench, k, seeds)
+        for fields, what in dict.fromkeys((tuple(v.items()), w) for _, v, w in VARIANTS):  # fresh seeds' draws
+            fresh = sorted({s["arm"]["seed"] for s in cv_runs(summaries, **dict(fields))} & set(FRESH_SEEDS))
+            if fresh:
+                lines += coverage_lines(summaries, paths, out, bench, k, fresh, (dict(fields), what))
+    return lines + [""]
+
+
+def _per_fold_lines(summaries: dict, k: int, header: list[str]) -> list[str]:
+    lines = ["", "Per fold (test mean balanced accuracy % of that fold alone, mean over seeds), to show how much "
+             "the test people decide a single split's verdict:", "", header[0].format("fold"), header[1]]
     for i in range(k):
         cells = []
         for f in FRACTIONS[:2]:
@@ -208,10 +227,4 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
                         if s["arm"]["fold"] == i]
                 cells.append(f"{100 * spread(vals)[0]:.1f} (n={len(vals)})" if vals else "not run")
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
-    if paths and paths["export"].exists():
-        lines += coverage_lines(summaries, paths, out, bench, k, sorted({s["arm"]["seed"] for s in cv_runs(summaries)}))
-        for fields, what in dict.fromkeys((tuple(v.items()), w) for _, v, w in VARIANTS):  # fresh seeds' draws
-            fresh = sorted({s["arm"]["seed"] for s in cv_runs(summaries, **dict(fields))} & set(FRESH_SEEDS))
-            if fresh:
-                lines += coverage_lines(summaries, paths, out, bench, k, fresh, (dict(fields), what))
-    return lines + [""]
+    return lines
