@@ -56,7 +56,7 @@ def table(outs: list[Path], bench: str, seeds: tuple[int, ...] | None = None, va
     for f in FRACTIONS[:2]:
         leads = [seed_leads(o, bench, f, seeds, **(variant or {})) for o in outs]
         res = lead_test(leads)
-        cells = [", ".join(f"{v:+.1f}" for _, v in sorted(m.items())) for m in leads]
+        cells = [", ".join(f"{m[s]:+.1f}" for s in res["seeds"]) for m in leads]  # the seeds every machine ran
         lines.append(f"| {round(f * 100)} % | " + " | ".join(cells)
                      + f" | {', '.join(f'{v:+.1f}' for v in res['per_seed'])} | {res['mean']:+.1f} ± {res['std']:.1f} "
                      f"| {res['t']:.2f} ({len(res['seeds']) - 1}) | {res['p']:.3f} |")
