@@ -30,8 +30,8 @@ CV_LONGER = (4, 10)  # epochs per S4L step of the cross-validated longer-trainin
 # ~20 px wide and glasses a pixel; the thesis: 224)
 CV_SIZES = (128,)
 # new seeds (new label draws and initialisations) that replicate a cross-validated variant after it was found on
-# seeds 0-4; the variant rows give the two seed groups apart and together (docs/results.md, seventh session).
-# The plain budget's rows do not split them: run the plain arms on these seeds only with that in mind.
+# seeds 0-4; the bar rows give the two seed groups apart and together, the plain budget's detail tables keep the
+# first seeds (docs/results.md, seventh session).
 FRESH_SEEDS = (5, 6, 7, 8, 9)
 # S4L arms cross-validated besides the full recipe (docs/results.md says why)
 CV_PROBES = ("sup_weight1", "best_step", "rampup", "two_steps")
