@@ -64,13 +64,13 @@ def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = 
     return out
 
 
-def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, seeds: list[int],
+def coverage_lines(summaries: dict, export: ExportLabels, splits: list[dict], seeds: list[int],
                    variant: tuple[dict, str] = ({}, "")) -> list[str]:
     """How many training labels the cross-validated runs of `variant` (Arm fields, how the table names them; the
     plain budget by default) learn from, how many classes they cover, and S4L's per-label lead in the runs whose
-    labels show every class vs. the others."""
+    labels show every class vs. the others. `splits`: the k split_cv*.json."""
     fields, what = variant
-    splits = [json.loads((out / bench / f"split_cv{i}.json").read_text(encoding="utf-8")) for i in range(k)]
+    k = len(splits)
     runs_of = cv_runs(summaries, **fields) + ([] if fields else cv_runs(summaries, labels="per_class"))
     arm_of = {(a["recipe"], a["fraction"], a.get("labels", "random"), a["seed"], a["fold"]): s["test"]["metrics"]["labels"]
               for s in runs_of for a in [s["arm"]]}
@@ -83,7 +83,6 @@ def coverage_lines(summaries: dict, paths: dict, out: Path, bench: str, k: int, 
     draws = [(f, fields.get("labels", "random")) for f in FRACTIONS[:2]]
     if not fields and cv_runs(summaries, labels="per_class"):
         draws.append((FRACTIONS[0], "per_class"))
-    export = ExportLabels(paths)
     for f, draw in draws:
         runs = [(i, seed, export.counts(split, f, seed, draw == "per_class"))
                 for i, split in enumerate(splits) for seed in seeds]
@@ -207,12 +206,14 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
     lines += _fold_mean_lines(first, any_run["support"], header)
     lines += _variant_label_lines(variant_scores)
     lines += _per_fold_lines(first, k, header)
-    if paths and paths["export"].exists():
-        lines += coverage_lines(first, paths, out, bench, k, seeds)
+    if paths and paths["export"].exists():  # the export is read once for every coverage table
+        export = ExportLabels(paths)
+        splits = [json.loads((out / bench / f"split_cv{i}.json").read_text(encoding="utf-8")) for i in range(k)]
+        lines += coverage_lines(first, export, splits, seeds)
         for fields, what in dict.fromkeys((tuple(v.items()), w) for _, v, w in VARIANTS):  # fresh seeds' draws
-            fresh = sorted({s["arm"]["seed"] for s in cv_runs(summaries, **dict(fields))} & set(FRESH_SEEDS))
-            if fresh:
-                lines += coverage_lines(summaries, paths, out, bench, k, fresh, (dict(fields), what))
+            variant_fresh = sorted({s["arm"]["seed"] for s in cv_runs(summaries, **dict(fields))} & set(FRESH_SEEDS))
+            if variant_fresh:
+                lines += coverage_lines(summaries, export, splits, variant_fresh, (dict(fields), what))
     return lines + [""]
 
 
