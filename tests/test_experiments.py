@@ -14,7 +14,8 @@ from training import evaluate
 from training.experiments import doc, runner, tables
 from training.experiments.__main__ import main as experiments_main
 from training.experiments.arms import (
-    ABLATIONS, ARMS, BENCHES, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings, bench_paths, plan,
+    ABLATIONS, ARMS, BENCHES, CV_FRAME_POOLS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings,
+    bench_paths, plan,
 )
 from training.experiments.bn_check import bn_check, bn_check_section
 from training.experiments.summaries import group, spread
@@ -74,14 +75,17 @@ def test_per_class_draw_is_an_arm_field_that_reaches_the_data_config(tmp_path):
         assert cfg.data.label_fraction_per_class is expected
 
 
-def test_image_size_is_an_arm_field_that_reaches_the_data_config_only(tmp_path):
+@pytest.mark.parametrize("arm_field, data_field, value", [("image_size", "image_size", 128),
+                                                          ("frame_pool", "max_preload_frames", 24)])
+def test_input_arm_fields_reach_the_data_config_only(tmp_path, arm_field, data_field, value):
     settings, paths = BENCHES["nuaa"], bench_paths("nuaa", tmp_path)
     run_dir = tmp_path / "w" / "r" / "x"
     plain = runner.fit_config(Arm("s4l", 0.1, 0, fusion="mean", fold=1), settings, paths, tmp_path / "s.json", run_dir, 1)
-    larger = runner.fit_config(Arm("s4l", 0.1, 0, fusion="mean", fold=1, image_size=128), settings, paths,
-                               tmp_path / "s.json", run_dir, 1)
-    assert (plain.data.image_size, larger.data.image_size) == (settings.image_size, 128)
-    assert replace(larger, data=replace(larger.data, image_size=settings.image_size)) == plain
+    changed = runner.fit_config(Arm("s4l", 0.1, 0, fusion="mean", fold=1, **{arm_field: value}), settings, paths,
+                                tmp_path / "s.json", run_dir, 1)
+    before = getattr(plain.data, data_field)
+    assert before != value and getattr(changed.data, data_field) == value
+    assert replace(changed, data=replace(changed.data, **{data_field: before})) == plain
 
 
 def test_fusion_is_an_arm_field_that_reaches_the_model_config_only(tmp_path):
@@ -295,7 +299,8 @@ def test_pool_inputs_hide_the_annotations_of_the_left_out_training_subjects(tmp_
 
 def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
     cv = [a for a in plan("nuaa", (0, 1))
-          if a.fold >= 0 and a.labels == "random" and not a.augment and not a.epochs and not a.image_size]
+          if a.fold >= 0 and a.labels == "random" and not a.augment and not a.epochs and not a.image_size
+          and not a.frame_pool]
     assert {(a.recipe, a.fraction, a.seed, a.fold) for a in cv} == {
         (r, f, s, k) for r in ("supervised", "s4l", *CV_PROBES) for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.fusion == "mean" and a.run_id.endswith(f"-mean-cv{a.fold}") for a in cv)
@@ -315,6 +320,10 @@ def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
     assert {(a.image_size, a.recipe, a.fraction, a.seed, a.fold) for a in larger} == {(px, r, f, s, k)
         for px in CV_SIZES for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.run_id.endswith(f"-mean-px{a.image_size}-cv{a.fold}") for a in larger)
+    every_frame = [a for a in plan("nuaa", (0, 1)) if a.frame_pool]  # all frames jittered, both arms and budgets
+    assert {(a.frame_pool, a.recipe, a.fraction, a.seed, a.fold) for a in every_frame} == {(n, r, f, s, k)
+        for n in CV_FRAME_POOLS for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
+    assert all(a.run_id.endswith(f"-mean-fp{a.frame_pool}-cv{a.fold}") for a in every_frame)
     assert not [a for a in plan("facemask", (0,)) if a.fold >= 0]
 
 

@@ -29,6 +29,9 @@ CV_LONGER = (4, 10)  # epochs per S4L step of the cross-validated longer-trainin
 # input sides of the cross-validated larger-input variants (nuaa: 64, whole 256x192 webcam frames, so a face is
 # ~20 px wide and glasses a pixel; the thesis: 224)
 CV_SIZES = (128,)
+# frames kept per recording (DataConfig.max_preload_frames) of the cross-validated every-frame variant: the grid keeps
+# `frames` (10), so training sees the same 10 of nuaa's 24 frames every epoch; the product keeps up to 32 and jitters
+CV_FRAME_POOLS = (24,)
 # new seeds (new label draws and initialisations) that replicate a cross-validated variant after it was found on
 # seeds 0-4; the bar rows give the two seed groups apart and together, the plain budget's detail tables keep the
 # first seeds (docs/results.md, seventh session).
@@ -55,6 +58,7 @@ class Arm:
     augment: bool = False  # training-time image augmentation (DataConfig.augment, training/augment.py)
     epochs: int = 0  # epochs per S4L step (the supervised arm: 3x); 0 = the benchmark's BenchSettings value
     image_size: int = 0  # input side in px (DataConfig.image_size); 0 = the benchmark's BenchSettings value
+    frame_pool: int = 0  # frames kept per recording (DataConfig.max_preload_frames); 0 = BenchSettings.frames
 
     @property
     def run_id(self) -> str:
@@ -66,8 +70,9 @@ class Arm:
         augment = "-aug" if self.augment else ""
         epochs = f"-k{self.epochs}" if self.epochs else ""
         size = f"-px{self.image_size}" if self.image_size else ""
+        frame_pool = f"-fp{self.frame_pool}" if self.frame_pool else ""
         return (f"{self.recipe}-{self.mode}-{self.kind}-f{round(self.fraction * 100):03d}-s{self.seed}"
-                f"{fusion}{pool}{labels}{augment}{epochs}{size}{fold}")
+                f"{fusion}{pool}{labels}{augment}{epochs}{size}{frame_pool}{fold}")
 
 
 # S4L arms: (LossConfig changes, RecipeConfig changes) on top of the full recipe, one change each
@@ -120,6 +125,9 @@ def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
         # ... and larger input, both arms and budgets (the sixth session's lever; docs/results.md)
         runs += [Arm(r, f, s, fusion="mean", fold=k, image_size=px) for px in CV_SIZES for f in FRACTIONS[:2]
                  for r in ("supervised", "s4l") for s in seeds for k in range(CV_FOLDS[bench])]
+        # ... and every frame of a recording for the training jitter (the eighth session's lever)
+        runs += [Arm(r, f, s, fusion="mean", fold=k, frame_pool=n) for n in CV_FRAME_POOLS for s in seeds
+                 for f in FRACTIONS[:2] for r in ("supervised", "s4l") for k in range(CV_FOLDS[bench])]
     if BENCHES[bench].max_train_recordings:  # the left-out training subjects as unlabelled data
         runs += [Arm(r, f, s, pool="all") for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]
     return runs

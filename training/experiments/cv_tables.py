@@ -12,7 +12,7 @@ import numpy as np
 
 from training.metrics import balanced_accuracy
 
-from .arms import CV_FOLDS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, FRESH_SEEDS
+from .arms import CV_FOLDS, CV_FRAME_POOLS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, FRESH_SEEDS
 from .summaries import fmt, mean_bal, spread
 from .tables import ARM_PAIR, ExportLabels, bar_cells
 
@@ -22,12 +22,13 @@ DRAWN = {"random": "", "per_class": ", drawn per class"}  # Arm.labels as the ta
 
 # Arm fields that make a cross-validated variant of the label budget, at their plain values (older summaries lack
 # the later fields and read as these)
-PLAIN = {"labels": "random", "augment": False, "epochs": 0, "image_size": 0}
+PLAIN = {"labels": "random", "augment": False, "epochs": 0, "image_size": 0, "frame_pool": 0}
 # the variants tabled beside the plain budget: (labels kept, Arm fields, how the table names them)
 VARIANTS = ((FRACTIONS[0], {"labels": "per_class"}, DRAWN["per_class"]),
             *((f, {"augment": True}, ", image augmentation") for f in FRACTIONS[:2]),
             *((f, {"epochs": e}, f", {e} epochs per step") for e in CV_LONGER for f in FRACTIONS[:2]),
-            *((f, {"image_size": px}, f", {px} px input") for px in CV_SIZES for f in FRACTIONS[:2]))
+            *((f, {"image_size": px}, f", {px} px input") for px in CV_SIZES for f in FRACTIONS[:2]),
+            *((f, {"frame_pool": n}, f", all {n} frames jittered") for n in CV_FRAME_POOLS for f in FRACTIONS[:2]))
 
 
 def cv_runs(summaries: dict, **variant) -> list[dict]:

@@ -92,7 +92,7 @@ def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path,
                          finetune_min_lr_fraction=recipe.min_lr_fraction)
     data = DataConfig(frames=settings.frames, image_size=arm.image_size or settings.image_size, label_fraction=arm.fraction,
                       label_fraction_seed=arm.seed, label_fraction_per_class=arm.labels == "per_class",
-                      max_preload_frames=max(settings.frames, 1), augment=AugmentConfig(enabled=arm.augment),
+                      max_preload_frames=arm.frame_pool or max(settings.frames, 1), augment=AugmentConfig(enabled=arm.augment),
                       cache_dir=str(run_dir.parent.parent / "cache"))
     model = ModelConfig(kind=arm.kind, mode=arm.mode, width=settings.width, fusion=arm.fusion)
     return FitConfig(export=str(paths["export"]), out=str(run_dir), label_config=str(paths["label_config"]),
