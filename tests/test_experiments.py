@@ -468,3 +468,32 @@ def test_cross_validated_runs_end_to_end(tmp_path, monkeypatch):
     assert "| 10 %, 10 epochs per step, fresh seeds 5 | s4l |" in text
     assert "Training labels of these runs, 10 epochs per step (mean over the 2 splits x 1 seeds 5;" in text
     assert "Training labels of these runs (mean over the 2 splits x 1 seeds 0;" in text
+
+
+def test_step_check_scores_every_step_and_the_pseudo_labels_on_truth(tmp_path):
+    from training.experiments.cv_tables import pooled
+    from training.experiments.run_inputs import run_inputs
+    from training.experiments.step_check import step_check, step_check_section
+    from training.experiments.summaries import fmt, load_summaries
+
+    root, out, work = tmp_path / "bench", tmp_path / "out", tmp_path / "work"
+    generate(root / "nuaa", recordings=30, subjects=10, frames=2, size=32, label_fraction=0.6, seed=2)
+    shutil.copy(REPO / "label_config.xml", root / "nuaa" / "label_config.xml")
+    ids = {Arm("s4l", 0.3, 0, fusion="mean", fold=k).run_id for k in range(5)}
+    runner.run_bench("nuaa", out, work, (0,), True, ids, 1, root)
+    assert sorted(step_check("nuaa", "*-cv*", out, work, root)) == sorted(ids)
+    summaries = load_summaries(out, "nuaa")
+    for rid in ids:
+        check = json.loads((out / "nuaa" / "step_check" / f"{rid}.json").read_text())
+        assert check["matches_summary"] and sorted(check["steps"]) == ["1", "2", "3"]
+        for name, m in summaries[rid]["test"]["metrics"]["labels"].items():  # step 3 is the summarised model
+            assert check["steps"]["3"][name] == m["confusion"]
+        inputs = run_inputs(work / "nuaa" / "runs" / rid, root / "nuaa" / "truth.csv")
+        rows, targets = inputs.rows("train"), inputs.train_targets()
+        for i, name in enumerate(inputs.schema.names):  # threshold 0: a pseudo-label in every missing known slot
+            if name in check["pseudo_labels"]:
+                gaps = (targets[rows, i] < 0) & (inputs.truth[rows, i] >= 0)
+                assert np.sum(check["pseudo_labels"][name]["confusion"]) == gaps.sum() > 0
+    section = "\n".join(step_check_section("nuaa", out))
+    step3 = fmt([v["mean"] for v in pooled(summaries, "s4l", 0.3, 5).values()])
+    assert "| 30 % | not run | " in section and f" | {step3} |\n" in section  # no supervised runs here

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from . import __doc__ as package_doc
-from .arms import BENCHES, DATA_ROOT
+from .arms import BENCHES, CV_FOLDS, DATA_ROOT
 from .bn_check import bn_check
 from .doc import rewrite_doc
 from .runner import run_bench
+from .step_check import step_check
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--doc", help="also (re)write this markdown file from every summary under --out")
     ap.add_argument("--doc-only", action="store_true", help="write --doc, run nothing")
     ap.add_argument("--bn-check", metavar="RUN_ID", help="BatchNorm statistics check of a finished run of --bench; runs nothing else")
+    ap.add_argument("--step-check", metavar="GLOB", help="score each step of the finished cross-validated S4L runs of "
+                    "--bench whose ids match GLOB on truth.csv, and their pseudo-labels; runs nothing else")
     a = ap.parse_args(argv)
     try:
         seeds = tuple(int(s) for s in a.seeds.split(","))
@@ -36,6 +39,12 @@ def main(argv: list[str] | None = None) -> None:
         if a.bench == "all":
             ap.error("--bn-check needs --bench nuaa or facemask")
         print(json.dumps(bn_check(a.bench, a.bn_check, Path(a.out), Path(a.work), Path(a.data_root)), indent=1))
+        return
+    if a.step_check:
+        if a.bench not in CV_FOLDS:
+            ap.error(f"--step-check needs --bench {' or '.join(CV_FOLDS)} (cross-validated runs)")
+        done = step_check(a.bench, a.step_check, Path(a.out), Path(a.work), Path(a.data_root))
+        print(f"{len(done)} runs checked: {Path(a.out) / a.bench / 'step_check'}")
         return
     for bench in () if a.doc_only else (BENCHES if a.bench == "all" else (a.bench,)):
         if not (Path(a.data_root) / bench / "export.json").exists():

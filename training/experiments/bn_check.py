@@ -7,14 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.config import FitConfig
-from training.evaluate import read_truth_csv
-from training.export_reader import read_export
-from training.frame_source import FrameFetcher, FrameSourceConfig
 from training.metrics import evaluate
-from training.schema import load_label_config
 
 from .arms import DATA_ROOT, bench_paths
+from .run_inputs import run_inputs
 from .runner import softmax
 
 
@@ -25,29 +21,21 @@ def bn_check(bench: str, run_id: str, out: Path, work: Path, data_root: Path = D
     and eval mode is what pseudo-labelling (step 2), model selection and serving use."""
     import torch
 
-    from training.dataset import RecordingDataset, load_recordings
+    from training.dataset import RecordingDataset
     from training.fit import build_model
 
-    run, paths = work / bench / "runs" / run_id, bench_paths(bench, data_root)
-    cfg = FitConfig.from_json((run / "config.json").read_text(encoding="utf-8"))
-    schema = load_label_config(cfg.label_config)
-    split = json.loads(Path(cfg.split).read_text(encoding="utf-8"))
-    wanted = {rid for part in ("train", "val", "test") for rid in split["recordings"][part]}
-    recordings = [r for r in read_export(cfg.export, schema).recordings if r.recording_id in wanted]
-    fetch = FrameFetcher(FrameSourceConfig(document_root=cfg.data_root)).fetch
-    store = load_recordings(recordings, schema, cfg.data, fetch, Path(cfg.data.cache_dir), progress=False)
-    truth = read_truth_csv(paths["truth"], schema)
+    run = work / bench / "runs" / run_id
+    inputs = run_inputs(run, bench_paths(bench, data_root)["truth"])
+    cfg, schema, store = inputs.cfg, inputs.schema, inputs.store
 
     def batches(part: str):
-        ds = RecordingDataset(store, store.rows(split["recordings"][part]), store.labels, cfg.data.frames)
+        ds = RecordingDataset(store, inputs.rows(part), store.labels, cfg.data.frames)
         items = [ds[i] for i in range(len(ds))]
         return [(torch.stack([it[0] for it in items[i:i + 32]]), torch.stack([it[1] for it in items[i:i + 32]]))
                 for i in range(0, len(items), 32)]
 
     def truth_of(part: str) -> dict[str, np.ndarray]:
-        ids = [store.recording_ids[r] for r in store.rows(split["recordings"][part])]
-        return {n: np.array([schema[n].classes.index(truth[rid][n]) if n in truth.get(rid, {}) else -1 for rid in ids])
-                for n in schema.names}
+        return {n: inputs.truth[inputs.rows(part), i] for i, n in enumerate(schema.names)}
 
     scored = {part: (batches(part), truth_of(part)) for part in ("val", "test")}
     train = batches("train")

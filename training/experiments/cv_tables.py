@@ -129,11 +129,11 @@ def _variant_scores(summaries: dict, k: int) -> list[tuple[float, str, dict, dic
     scores = []
     for f, variant, what in VARIANTS:
         sup, s4l = (pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)
-        scores += [(f, what + name, *pair) for name, pair in _seed_groups(sup, s4l)]
+        scores += [(f, what + name, *pair) for name, pair in seed_groups(sup, s4l)]
     return scores
 
 
-def _seed_groups(*arms: dict[int, dict]) -> list[tuple[str, tuple[dict, ...]]]:
+def seed_groups(*arms: dict[int, dict]) -> list[tuple[str, tuple[dict, ...]]]:
     """[("", arms)] unless the arms hold FRESH_SEEDS; then the seeds before them, the fresh ones, and all."""
     seeds = sorted(set().union(*arms))
     before, fresh = [s for s in seeds if s not in FRESH_SEEDS], [s for s in seeds if s in FRESH_SEEDS]
@@ -186,7 +186,7 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
                 mine = scores[arm, f]
                 base = sup if arm == "s4l" else {s: v for s, v in sup.items() if s in mine}  # a probe's own seeds
                 lines += [f"| {round(f * 100)} %{name} | {arm} | {_pooled_bar_cells(*pair)} |"
-                          for name, pair in _seed_groups(base, mine)]
+                          for name, pair in seed_groups(base, mine)]
     variant_scores = _variant_scores(summaries, k)
     for f, what, sup, s4l in variant_scores:
         if sup or s4l:

@@ -7,6 +7,7 @@ from pathlib import Path
 from .arms import BENCHES, DATA_ROOT, bench_paths
 from .bn_check import bn_check_section
 from .cv_tables import cv_section
+from .step_check import step_check_section
 from .summaries import load_summaries
 from .tables import (
     calibration_section, label_budget_section, label_counts_section, pool_section, runs_section, steps_section,
@@ -34,6 +35,7 @@ def write_doc(out: Path, doc: Path, preface: str = "", data_root: Path = DATA_RO
         if bench_paths(bench, data_root)["export"].exists():
             lines += label_counts_section(bench, bench_paths(bench, data_root), split, seeds)
         lines += steps_section(bench, summaries) + steps_section(bench, summaries, "mean") + bn_check_section(bench, out)
+        lines += step_check_section(bench, out)
         if bench == "nuaa":
             lines += variants_section(summaries)
         lines += calibration_section(bench, summaries, out) + runs_section(bench, summaries)
