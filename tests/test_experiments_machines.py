@@ -79,3 +79,19 @@ def test_seeds_and_variant_pick_the_runs_of_one_machine(tmp_path, capsys):
     assert "FIELD one of" in capsys.readouterr().err
     assert machines._field("augment=true") == ("augment", True)
     assert machines._field("labels=per_class") == ("labels", "per_class")
+
+
+def test_label_tests_one_label_instead_of_the_mean(tmp_path, capsys):
+    right = {0: (2, 1), 1: (2, 2)}  # S4L on label x; on label y both arms get 1 of 2 per class right
+    runs = [_summary(r, f, s, k, (1, 1) if r == "supervised" else right[s]) for r in ("supervised", "s4l")
+            for f in (0.1, 0.3) for s in (0, 1) for k in range(5)]
+    for run in runs:
+        labels = run["test"]["metrics"]["labels"]
+        labels["y"] = {**labels["x"], "confusion": [[1, 1], [1, 1]]}
+    _write(tmp_path, runs)
+    assert machines.seed_leads(tmp_path, "nuaa", 0.1) == pytest.approx({0: 12.5, 1: 25.0})  # the mean of x and y
+    assert machines.seed_leads(tmp_path, "nuaa", 0.1, label="x") == pytest.approx({0: 25.0, 1: 50.0})
+    assert machines.seed_leads(tmp_path, "nuaa", 0.1, label="y") == pytest.approx({0: 0.0, 1: 0.0})
+    assert machines.main([str(tmp_path), "--label", "x"]) == 0
+    out = capsys.readouterr().out
+    assert "cross-validated, x only" in out and "| +25.0, +50.0 | +37.5 ± 17.7 |" in out

@@ -6,10 +6,12 @@ splits and label subsets (a machine is a new draw of the training path, docs/tra
 machines share its label subset and initialisation, so they are not independent draws: the test is a
 one-sample t-test over seeds of the per-seed lead averaged over machines (n = seeds, not seeds x machines).
 With one out dir it is the paired t-test of that machine's seeds. `--seeds` and `--variant` pick the runs
-(the seventh session's replication: 10 epochs per step on fresh seeds).
+(the seventh session's replication: 10 epochs per step on fresh seeds); `--label` tests one label's pooled
+balanced accuracy instead of the mean over labels (which label carries the lead).
 
     python -m training.experiments.machines docs/results docs/reruns --bench nuaa
     python -m training.experiments.machines docs/reruns --variant epochs=10 --seeds 5,6,7,8,9
+    python -m training.experiments.machines docs/reruns --variant epochs=10 --label face_source
 """
 from __future__ import annotations
 
@@ -26,13 +28,18 @@ from .summaries import load_summaries
 
 
 def seed_leads(out: Path, bench: str, fraction: float, seeds: tuple[int, ...] | None = None,
-               **variant) -> dict[int, float]:
+               label: str | None = None, **variant) -> dict[int, float]:
     """seed -> S4L − supervised (points) of the pooled cross-validated score of `variant` (Arm fields; the plain
-    budget by default), for the seeds (all, or those in `seeds`) both arms finished."""
+    budget by default), for the seeds (all, or those in `seeds`) both arms finished. The score is the mean over
+    labels, or with `label` that label's balanced accuracy."""
     summaries = load_summaries(out, bench)
     k = CV_FOLDS[bench]
     sup, s4l = (pooled(summaries, r, fraction, k, **variant) for r in ("supervised", "s4l"))
-    return {seed: 100 * (s4l[seed]["mean"] - sup[seed]["mean"]) for seed in sorted(set(sup) & set(s4l))
+
+    def score(p: dict) -> float:
+        return p["mean"] if label is None else p["labels"][label]
+
+    return {seed: 100 * (score(s4l[seed]) - score(sup[seed])) for seed in sorted(set(sup) & set(s4l))
             if seeds is None or seed in seeds}
 
 
@@ -48,13 +55,15 @@ def lead_test(leads_per_machine: list[dict[int, float]]) -> dict:
             "std": float(np.std(per_seed, ddof=1)), "t": float(test.statistic), "p": float(test.pvalue)}
 
 
-def table(outs: list[Path], bench: str, seeds: tuple[int, ...] | None = None, variant: dict | None = None) -> list[str]:
+def table(outs: list[Path], bench: str, seeds: tuple[int, ...] | None = None, variant: dict | None = None,
+          label: str | None = None) -> list[str]:
     which = "".join(f", {k}={v}" for k, v in (variant or {}).items()) + (f", seeds {list(seeds)}" if seeds else "")
+    which += f", {label} only" if label else ""
     lines = [f"S4L − supervised, {bench} cross-validated{which} (points; per seed, each machine, then averaged):", "",
              "| labels kept | " + " | ".join(f"`{o}` per seed" for o in outs)
              + " | averaged per seed | mean ± std | t (df) | p, two-sided |", "|---" * (len(outs) + 5) + "|"]
     for f in FRACTIONS[:2]:
-        leads = [seed_leads(o, bench, f, seeds, **(variant or {})) for o in outs]
+        leads = [seed_leads(o, bench, f, seeds, label, **(variant or {})) for o in outs]
         res = lead_test(leads)
         cells = [", ".join(f"{m[s]:+.1f}" for s in res["seeds"]) for m in leads]  # the seeds every machine ran
         lines.append(f"| {round(f * 100)} % | " + " | ".join(cells)
@@ -70,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", help="comma-separated seeds to test (default: every seed the out dirs share)")
     ap.add_argument("--variant", action="append", default=[], metavar="FIELD=VALUE",
                     help="an Arm field of a cross-validated variant, e.g. epochs=10 (repeatable; default: the plain budget)")
+    ap.add_argument("--label", help="test this label's pooled balanced accuracy (default: the mean over labels)")
     a = ap.parse_args(argv)
     try:
         seeds = tuple(int(s) for s in a.seeds.split(",")) if a.seeds else None
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         ap.error(str(exc))
     try:
-        print("\n".join(table(a.outs, a.bench, seeds, variant)))
+        print("\n".join(table(a.outs, a.bench, seeds, variant, a.label)))
     except ValueError as exc:
         ap.exit(2, f"error: {exc}\n")
     return 0

@@ -35,10 +35,7 @@ def step_check(bench: str, pattern: str, out: Path, work: Path, data_root: Path 
     ids) that has a summary under `out` and its checkpoints under `work`; returns the run ids checked."""
     import torch
 
-    from training.dataset import RecordingDataset
-    from training.distributed import DistContext
     from training.fit import build_model
-    from training.trainer import predict_logits
 
     summaries, stores, done = load_summaries(out, bench), {}, []
     for run in sorted((work / bench / "runs").glob(pattern)):
@@ -46,27 +43,19 @@ def step_check(bench: str, pattern: str, out: Path, work: Path, data_root: Path 
         if arm.get("recipe") != "s4l" or arm.get("fold", -1) < 0:
             continue
         inputs = run_inputs(run, bench_paths(bench, data_root)["truth"], stores)
-        cfg, schema = inputs.cfg, inputs.schema
-        targets, train_rows = inputs.train_targets(), inputs.rows("train")
+        cfg, schema, test_rows = inputs.cfg, inputs.schema, inputs.rows("test")
         kept = sorted((run / "checkpoints").glob("step*_epoch*.pt"))
         best = torch.load(kept[-1], map_location="cpu", weights_only=False)["recipe_state"]["best"]
-        result = {"arm": arm, "steps": {}, "labelled": {
-            n: np.bincount(targets[train_rows, i][targets[train_rows, i] >= 0], minlength=len(schema[n].classes)).tolist()
-            for i, n in enumerate(schema.names)}}
+        result = {"arm": arm, "steps": {}}
         for step, b in sorted(best.items()):
             model = build_model(schema, cfg.model, cfg.data.frames)
             model.load_state_dict(torch.load(run / "checkpoints" / f"step{step}_epoch{b['epoch']}.pt",
                                              map_location="cpu", weights_only=False)["model"])
-
-            def probs(rows: list[int]) -> dict[str, np.ndarray]:
-                ds = RecordingDataset(inputs.store, rows, targets, cfg.data.frames)
-                return {n: softmax(z) for n, z in predict_logits(model, ds, 32, DistContext()).items()}
-
-            test, test_rows = probs(inputs.rows("test")), inputs.rows("test")
+            test = _probs(model, inputs, test_rows)
             result["steps"][step] = {n: confusion(inputs.truth[test_rows, i], test[n].argmax(1), len(schema[n].classes))
                                      for i, n in enumerate(schema.names)}
             if step == "1":
-                result["pseudo_labels"] = _pseudo_label_quality(inputs, targets, train_rows, probs(train_rows))
+                result["pseudo_labels"] = _pseudo_label_quality(inputs, _probs(model, inputs, inputs.rows("train")))
         # a run directory rerun after its summary was written would describe another model: say so
         final = summaries[run.name]
         result["matches_summary"] = all(result["steps"][str(final["final_step"])][n] == m["confusion"]
@@ -78,10 +67,20 @@ def step_check(bench: str, pattern: str, out: Path, work: Path, data_root: Path 
     return done
 
 
-def _pseudo_label_quality(inputs, targets: np.ndarray, rows: list[int], probs: dict[str, np.ndarray]) -> dict:
-    """Per label: the confusion of step 2's pseudo-labels against truth.csv, and how well their confidence ranks
-    the right ones first (ROC AUC; 0.5 = a confidence threshold cannot pick them)."""
-    cfg, schema = inputs.cfg, inputs.schema
+def _probs(model, inputs, rows: list[int]) -> dict[str, np.ndarray]:
+    """Eval-mode class probabilities of `rows` (the bins' middle frames, as validation and step 2 see them)."""
+    from training.dataset import RecordingDataset
+    from training.distributed import DistContext
+    from training.trainer import predict_logits
+
+    ds = RecordingDataset(inputs.store, rows, inputs.store.labels, inputs.cfg.data.frames)
+    return {n: softmax(z) for n, z in predict_logits(model, ds, 32, DistContext()).items()}
+
+
+def _pseudo_label_quality(inputs, probs: dict[str, np.ndarray]) -> dict:
+    """Per label: the confusion of step 2's pseudo-labels (from the training rows' `probs`) against truth.csv, and
+    how well their confidence ranks the right ones first (ROC AUC; 0.5 = a confidence threshold cannot pick them)."""
+    cfg, schema, rows, targets = inputs.cfg, inputs.schema, inputs.rows("train"), inputs.train_targets()
     trained = {n for i, n in enumerate(schema.names) if (targets[rows, i] >= 0).any()}
     pseudo = make_pseudo_labels(targets[rows], probs, schema.names, threshold=cfg.recipe.pseudo_label_threshold,
                                 trained=trained)
