@@ -120,7 +120,7 @@ def step_check_section(bench: str, out: Path) -> list[str]:
     return [f"### Each step on truth.csv ({bench}, cross-validated S4L runs)", "",
             "The best checkpoint of each S4L step, scored on truth.csv and pooled over a seed's folds like the bar "
             "(mean ± std over seeds), beside the supervised arm of the same labels; step 3 is the run's model "
-            f"its scores equal the summary's in {matched} of {len(checks)} runs"
+            f"(its scores equal the summary's in {matched} of {len(checks)} runs"
             + ("" if matched == len(checks) else "; the others' run directories were rerun since")
             + "). Command: `python -m training.experiments --bench "
             f"{bench} --out OUT --work WORK --step-check 'RUN_ID_GLOB'`.", "",
