@@ -55,14 +55,19 @@ def pooled(summaries: dict, recipe: str, fraction: float, k: int, fusion: str = 
     for seed, runs in sorted(folds.items()):
         if len(runs) < k:
             continue
-        per_label, support = {}, {}
-        for name, first in runs[0]["test"]["metrics"]["labels"].items():
-            confusion = np.sum([r["test"]["metrics"]["labels"][name]["confusion"] for r in runs.values()], axis=0)
-            if confusion.sum():
-                per_label[name] = balanced_accuracy(confusion)
-                support[name] = dict(zip(first["per_class"], confusion.sum(axis=1).tolist()))
+        first = runs[0]["test"]["metrics"]["labels"]
+        summed = summed_confusions([{n: m["confusion"] for n, m in r["test"]["metrics"]["labels"].items()}
+                                    for r in runs.values()])
+        per_label = {name: balanced_accuracy(c) for name, c in summed.items()}
+        support = {name: dict(zip(first[name]["per_class"], c.sum(axis=1).tolist())) for name, c in summed.items()}
         out[seed] = {"mean": float(np.mean(list(per_label.values()))), "labels": per_label, "support": support}
     return out
+
+
+def summed_confusions(folds: list[dict[str, list]]) -> dict[str, np.ndarray]:
+    """name -> the folds' test confusions added up, for every label with a known test truth in some fold."""
+    summed = {name: np.sum([f[name] for f in folds], axis=0) for name in folds[0]}
+    return {name: c for name, c in summed.items() if c.sum()}
 
 
 def coverage_lines(summaries: dict, export: ExportLabels, splits: list[dict], seeds: list[int],

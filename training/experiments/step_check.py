@@ -16,7 +16,7 @@ from training.metrics import balanced_accuracy, roc_auc
 from training.pseudo_labels import make_pseudo_labels
 
 from .arms import CV_FOLDS, DATA_ROOT, bench_paths
-from .cv_tables import PLAIN, VARIANTS, pooled, seed_groups
+from .cv_tables import PLAIN, VARIANTS, pooled, seed_groups, summed_confusions
 from .run_inputs import run_inputs
 from .runner import softmax
 from .summaries import fmt, load_summaries
@@ -154,8 +154,7 @@ def _pooled_steps(checks: list[dict], step: str, k: int) -> dict[int, dict]:
     out = {}
     for seed, folds in sorted(by_seed.items()):
         if len(folds) == k:
-            labels = {n: balanced_accuracy(np.sum([f[n] for f in folds], axis=0)) for n in folds[0]}
-            labels = {n: v for n, v in labels.items() if v is not None}
+            labels = {n: balanced_accuracy(c) for n, c in summed_confusions(folds).items()}
             out[seed] = {"mean": float(np.mean(list(labels.values()))), "labels": labels}
     return out
 
