@@ -497,3 +497,14 @@ def test_step_check_scores_every_step_and_the_pseudo_labels_on_truth(tmp_path):
     section = "\n".join(step_check_section("nuaa", out))
     step3 = fmt([v["mean"] for v in pooled(summaries, "s4l", 0.3, 5).values()])
     assert "| 30 % | not run | " in section and f" | {step3} |\n" in section  # no supervised runs here
+
+
+def test_seed_groups_give_each_block_of_fresh_seeds_apart_and_all_seeds_together():
+    from training.experiments.cv_tables import seed_groups
+
+    arm = {s: s for s in (0, 1, 5, 6, 10, 11)}
+    assert [(name, sorted(a)) for name, (a,) in seed_groups(arm)] == [
+        (", seeds 0–1", [0, 1]), (", fresh seeds 5–6", [5, 6]), (", fresh seeds 10–11", [10, 11]),
+        (", seeds 0, 1, 5, 6, 10, 11", [0, 1, 5, 6, 10, 11])]
+    assert [name for name, _ in seed_groups({10: 0, 12: 0})] == [", fresh seeds 10, 12"]  # one group: no "all"
+    assert seed_groups({0: 0, 1: 0}) == [("", ({0: 0, 1: 0},))]

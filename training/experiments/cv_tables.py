@@ -12,7 +12,7 @@ import numpy as np
 
 from training.metrics import balanced_accuracy
 
-from .arms import CV_FOLDS, CV_FRAME_POOLS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, FRESH_SEEDS
+from .arms import CV_FOLDS, CV_FRAME_POOLS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, FRESH_SEED_BLOCKS, FRESH_SEEDS
 from .summaries import fmt, mean_bal, spread
 from .tables import ARM_PAIR, ExportLabels, bar_cells
 
@@ -139,14 +139,17 @@ def _variant_scores(summaries: dict, k: int) -> list[tuple[float, str, dict, dic
 
 
 def seed_groups(*arms: dict[int, dict]) -> list[tuple[str, tuple[dict, ...]]]:
-    """[("", arms)] unless the arms hold FRESH_SEEDS; then the seeds before them, the fresh ones, and all."""
+    """[("", arms)] unless the arms hold FRESH_SEEDS; then the seeds before them, each block of fresh ones, and all
+    (when there is more than one group)."""
     seeds = sorted(set().union(*arms))
-    before, fresh = [s for s in seeds if s not in FRESH_SEEDS], [s for s in seeds if s in FRESH_SEEDS]
+    fresh = [(block, "fresh seeds") for block in ([s for s in seeds if s in b] for b in FRESH_SEED_BLOCKS) if block]
     if not fresh:
         return [("", arms)]
-    groups = [(before, "seeds"), (fresh, "fresh seeds")] + ([(seeds, "seeds")] if before else [])
+    groups = [(chosen, label) for chosen, label in [([s for s in seeds if s not in FRESH_SEEDS], "seeds"), *fresh]
+              if chosen]
+    groups += [(seeds, "seeds")] if len(groups) > 1 else []
     return [(f", {label} {_seed_range(chosen)}", tuple({s: a[s] for s in chosen if s in a} for a in arms))
-            for chosen, label in groups if chosen]
+            for chosen, label in groups]
 
 
 def _seed_range(seeds: list[int]) -> str:
