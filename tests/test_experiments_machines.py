@@ -95,3 +95,11 @@ def test_label_tests_one_label_instead_of_the_mean(tmp_path, capsys):
     assert machines.main([str(tmp_path), "--label", "x"]) == 0
     out = capsys.readouterr().out
     assert "cross-validated, x only" in out and "| +25.0, +50.0 | +37.5 ± 17.7 |" in out
+
+
+def test_a_budget_the_seeds_did_not_run_is_left_out(tmp_path, capsys):
+    _write(tmp_path, [_summary(r, 0.3, s, k, (1, 1) if r == "supervised" else ((2, 1), (2, 2))[s])
+                      for r in ("supervised", "s4l") for s in (0, 1) for k in range(5)])  # 30 % only
+    assert machines.main([str(tmp_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 10 %") or line.startswith("| 30 %")]
+    assert len(rows) == 1 and rows[0].startswith("| 30 %") and "| +25.0, +50.0 |" in rows[0]
