@@ -51,7 +51,10 @@ def _load(cfg: FitConfig, schema: LabelSchema, wanted: frozenset, truth_csv: Pat
     recordings = [r for r in read_export(cfg.export, schema).recordings if r.recording_id in wanted]
     fetch = FrameFetcher(FrameSourceConfig(document_root=cfg.data_root)).fetch
     store = load_recordings(recordings, schema, cfg.data, fetch, Path(cfg.data.cache_dir), progress=False)
-    known = read_truth_csv(truth_csv, schema)
-    truth = np.array([[schema[n].classes.index(known[rid][n]) if n in known.get(rid, {}) else -1 for n in schema.names]
-                      for rid in store.recording_ids], dtype=np.int64).reshape(-1, len(schema.names))
-    return store, truth
+    return store, truth_matrix(read_truth_csv(truth_csv, schema), schema, store.recording_ids)
+
+
+def truth_matrix(truth: dict[str, dict[str, str]], schema: LabelSchema, recording_ids) -> np.ndarray:
+    """[R, L] class index of each recording's truth.csv label (read_truth_csv), -1 where unknown."""
+    return np.array([[schema[n].index(truth[rid][n]) if n in truth.get(rid, {}) else -1 for n in schema.names]
+                     for rid in recording_ids], dtype=np.int64).reshape(-1, len(schema.names))

@@ -17,6 +17,7 @@ from training.metrics import evaluate, expected_calibration_error, reliability_b
 from training.schema import load_label_config
 
 from .arms import BENCHES, CV_FOLDS, DATA_ROOT, QUICK, S4L_ARMS, Arm, BenchSettings, bench_paths, plan
+from .run_inputs import truth_matrix
 
 
 def make_split(bench: str, paths: dict, settings: BenchSettings) -> dict:
@@ -120,8 +121,8 @@ def score_test(model_path: Path, paths: dict, split: dict) -> dict:
         frames, mask = load_recording(rec.frames, model, fetch)
         for n, z in model.predict_logits(frames[None], mask[None]).items():
             logits[n].append(z[0])
-    y = {n: np.array([schema[n].classes.index(truth[r.recording_id][n]) if n in truth.get(r.recording_id, {}) else -1
-                      for r in recordings], dtype=np.int64) for n in schema.names}
+    known = truth_matrix(truth, schema, [r.recording_id for r in recordings])
+    y = {n: known[:, i] for i, n in enumerate(schema.names)}
     temps = model.temperatures
     out = {"n_recordings": len(recordings), "temperatures": temps, "calibration": {}}
     for name, t_of in (("fitted", temps), ("t1", {n: 1.0 for n in schema.names})):

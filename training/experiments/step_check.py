@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.metrics import balanced_accuracy, roc_auc
+from training.metrics import balanced_accuracy, confusion_matrix, roc_auc
 from training.pseudo_labels import make_pseudo_labels
 
 from .arms import CV_FOLDS, DATA_ROOT, bench_paths
@@ -20,14 +20,6 @@ from .cv_tables import PLAIN, VARIANTS, pooled, seed_groups, summed_confusions
 from .run_inputs import run_inputs
 from .runner import softmax
 from .summaries import fmt, load_summaries
-
-
-def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
-    """[true class][predicted class] counts over the items with a known truth (>= 0)."""
-    out = np.zeros((classes, classes), dtype=np.int64)
-    known = truth >= 0
-    np.add.at(out, (truth[known], predicted[known]), 1)
-    return out.tolist()
 
 
 def step_check(bench: str, pattern: str, out: Path, work: Path, data_root: Path = DATA_ROOT) -> list[str]:
@@ -38,11 +30,12 @@ def step_check(bench: str, pattern: str, out: Path, work: Path, data_root: Path 
     from training.fit import build_model
 
     summaries, stores, done = load_summaries(out, bench), {}, []
+    truth_csv = bench_paths(bench, data_root)["truth"]
     for run in sorted((work / bench / "runs").glob(pattern)):
         arm = summaries.get(run.name, {}).get("arm", {})
         if arm.get("recipe") != "s4l" or arm.get("fold", -1) < 0:
             continue
-        inputs = run_inputs(run, bench_paths(bench, data_root)["truth"], stores)
+        inputs = run_inputs(run, truth_csv, stores)
         cfg, schema, test_rows = inputs.cfg, inputs.schema, inputs.rows("test")
         kept = sorted((run / "checkpoints").glob("step*_epoch*.pt"))
         best = torch.load(kept[-1], map_location="cpu", weights_only=False)["recipe_state"]["best"]
@@ -52,7 +45,8 @@ def step_check(bench: str, pattern: str, out: Path, work: Path, data_root: Path 
             model.load_state_dict(torch.load(run / "checkpoints" / f"step{step}_epoch{b['epoch']}.pt",
                                              map_location="cpu", weights_only=False)["model"])
             test = _probs(model, inputs, test_rows)
-            result["steps"][step] = {n: confusion(inputs.truth[test_rows, i], test[n].argmax(1), len(schema[n].classes))
+            result["steps"][step] = {n: confusion_matrix(inputs.truth[test_rows, i], test[n].argmax(1),
+                                                         len(schema[n].classes)).tolist()
                                      for i, n in enumerate(schema.names)}
             if step == "1":
                 result["pseudo_labels"] = _pseudo_label_quality(inputs, _probs(model, inputs, inputs.rows("train")))
@@ -90,7 +84,7 @@ def _pseudo_label_quality(inputs, probs: dict[str, np.ndarray]) -> dict:
         if not filled.any():
             continue
         truth, guess = inputs.truth[rows, i][filled], pseudo.targets[filled, i]
-        out[n] = {"confusion": confusion(truth, guess, len(schema[n].classes)),
+        out[n] = {"confusion": confusion_matrix(truth, guess, len(schema[n].classes)).tolist(),
                   "auroc": roc_auc(pseudo.confidence[filled, i], guess == truth)}
     return out
 
