@@ -176,6 +176,8 @@ def test_runs_score_the_test_split_against_truth(grid):
         assert s["test"]["n_recordings"] == len(split["recordings"]["test"])
         assert set(s["steps"]) == set(map(str, s["config"]["recipe"]["steps"]))
         assert s["machine"]["cpus"] >= 1 and s["machine"]["cpu"] and s["machine"]["torch"]  # where it ran
+        # the command names the benchmark's data root when it is not the default one (a derived benchmark)
+        assert s["command"].endswith(f"--out {out} --data-root {root} --only {s['run_id']}")
         # temperature scaling never moves the argmax: the accuracies at T and at T = 1 agree
         fitted, t1 = s["test"]["metrics"], s["test"]["metrics_t1"]
         for name, m in fitted["labels"].items():

@@ -157,7 +157,7 @@ def run_arm(arm: Arm, bench: str, settings: BenchSettings, paths: dict, split: d
                "wall_s": round(metrics["wall_s"]["total"], 1), "steps": metrics["steps"],
                "final_step": metrics.get("final_step"),
                "untrained": metrics["untrained"], "test": score_test(run_dir / "model.onnx", paths, split),
-               "command": command_for(bench, arm, out), "fit_s_this_call": round(train_s, 1),
+               "command": command_for(bench, arm, out, Path(paths["data_root"])), "fit_s_this_call": round(train_s, 1),
                "machine": machine_facts()}
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(summary, indent=1)
@@ -182,8 +182,9 @@ def machine_facts() -> dict:
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
-def command_for(bench: str, arm: Arm, out: Path) -> str:
-    return f"python -m training.experiments --bench {bench} --out {out} --only {arm.run_id}"
+def command_for(bench: str, arm: Arm, out: Path, data_root: Path = DATA_ROOT) -> str:
+    root = "" if data_root == DATA_ROOT else f" --data-root {data_root}"  # a derived benchmark (e.g. face crops)
+    return f"python -m training.experiments --bench {bench} --out {out}{root} --only {arm.run_id}"
 
 
 def run_bench(bench: str, out: Path, work: Path, seeds: tuple[int, ...], quick: bool, only: set[str] | None,
