@@ -318,9 +318,10 @@ def test_cross_validated_arms_cover_every_fold_for_nuaa_only():
     assert {(a.epochs, a.recipe, a.fraction, a.seed, a.fold) for a in longer} == {(e, r, f, s, k) for e in CV_LONGER
         for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
     assert all(a.run_id.endswith(f"-mean-k{a.epochs}-cv{a.fold}") for a in longer)
-    larger = [a for a in plan("nuaa", (0, 1)) if a.image_size]  # larger input, both arms and budgets
+    larger = [a for a in plan("nuaa", (0, 1)) if a.image_size]  # larger input, both arms and budgets, and 100 %
     assert {(a.image_size, a.recipe, a.fraction, a.seed, a.fold) for a in larger} == {(px, r, f, s, k)
-        for px in CV_SIZES for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)}
+        for px in CV_SIZES for r in ("supervised", "s4l") for f in FRACTIONS[:2] for s in (0, 1) for k in range(5)} | {
+        (px, "supervised", 1.0, s, k) for px in CV_SIZES for s in (0, 1) for k in range(5)}  # and its ceiling
     assert all(a.run_id.endswith(f"-mean-px{a.image_size}-cv{a.fold}") for a in larger)
     every_frame = [a for a in plan("nuaa", (0, 1)) if a.frame_pool]  # all frames jittered, both arms and budgets
     assert {(a.frame_pool, a.recipe, a.fraction, a.seed, a.fold) for a in every_frame} == {(n, r, f, s, k)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from training.experiments import machines
+from training.experiments import inputs_compare, machines
 
 
 def _summary(recipe, fraction, seed, fold, right):
@@ -77,8 +77,8 @@ def test_seeds_and_variant_pick_the_runs_of_one_machine(tmp_path, capsys):
     with pytest.raises(SystemExit):
         machines.main([str(tmp_path), "--variant", "epoch=10"])  # not an Arm field
     assert "FIELD one of" in capsys.readouterr().err
-    assert machines._field("augment=true") == ("augment", True)
-    assert machines._field("labels=per_class") == ("labels", "per_class")
+    assert machines.arm_field("augment=true") == ("augment", True)
+    assert machines.arm_field("labels=per_class") == ("labels", "per_class")
 
 
 def test_label_tests_one_label_instead_of_the_mean(tmp_path, capsys):
@@ -103,3 +103,25 @@ def test_a_budget_the_seeds_did_not_run_is_left_out(tmp_path, capsys):
     assert machines.main([str(tmp_path)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 10 %") or line.startswith("| 30 %")]
     assert len(rows) == 1 and rows[0].startswith("| 30 %") and "| +25.0, +50.0 |" in rows[0]
+
+
+def test_inputs_compare_subtracts_the_old_input_per_arm_seed_and_label(tmp_path, capsys):
+    new_right = {("supervised", 0): (2, 1), ("supervised", 1): (2, 2), ("s4l", 0): (2, 1), ("s4l", 1): (1, 1)}
+    _write(tmp_path / "old", [_summary(r, f, s, k, (1, 1)) for r in ("supervised", "s4l") for f in (0.1, 0.3)
+                              for s in (0, 1, 2) for k in range(5)])
+    _write(tmp_path / "new", [_summary(r, f, s, k, new_right[r, s]) for r in ("supervised", "s4l") for f in (0.1, 0.3)
+                              for s in (0, 1) for k in range(5)])  # seed 2 not run on the new input
+    before, after = inputs_compare.seed_scores(tmp_path / "old", tmp_path / "new", "nuaa", "supervised", 0.1)["x"]
+    assert before == pytest.approx({0: 50.0, 1: 50.0}) and after == pytest.approx({0: 75.0, 1: 100.0})
+    assert inputs_compare.main([str(tmp_path / "old"), str(tmp_path / "new")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| s")]
+    assert len(rows) == 8  # 2 arms x 2 budgets x (mean, x); no run at 100 %
+    assert rows[0].startswith("| supervised | 10 % | mean | 50.0 ± 0.0 | 87.5 ± 17.7 | +25.0, +50.0 | +37.5 ± 17.7 |")
+    assert rows[4].startswith("| s4l | 10 % | mean | 50.0 ± 0.0 | 62.5 ± 17.7 | +25.0, +0.0 | +12.5 ± 17.7 |")
+    _write(tmp_path / "one", [_summary("supervised", 1.0, 0, k, (2, 2)) for k in range(5)])
+    _write(tmp_path / "one-old", [_summary("supervised", 1.0, 0, k, (1, 1)) for k in range(5)])
+    assert inputs_compare.main([str(tmp_path / "one-old"), str(tmp_path / "one")]) == 0
+    assert "| supervised | 100 % | x | 50.0 | 100.0 | +50.0 | +50.0 | - | - |" in capsys.readouterr().out  # no test
+    with pytest.raises(SystemExit):
+        inputs_compare.main([str(tmp_path / "old"), str(tmp_path / "new"), "--variant", "image_size=128"])
+    assert "no arm has a seed" in capsys.readouterr().err

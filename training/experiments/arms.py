@@ -126,6 +126,9 @@ def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
         # ... and larger input, both arms and budgets (the sixth session's lever; docs/results.md)
         runs += [Arm(r, f, s, fusion="mean", fold=k, image_size=px) for px in CV_SIZES for f in FRACTIONS[:2]
                  for r in ("supervised", "s4l") for s in seeds for k in range(CV_FOLDS[bench])]
+        # ... with every label, supervised: what the larger input can learn at all (the ninth session's face crops)
+        runs += [Arm("supervised", FRACTIONS[2], s, fusion="mean", fold=k, image_size=px) for px in CV_SIZES
+                 for s in seeds for k in range(CV_FOLDS[bench])]
         # ... and every frame of a recording for the training jitter (the eighth session's lever)
         runs += [Arm(r, f, s, fusion="mean", fold=k, frame_pool=n) for n in CV_FRAME_POOLS for s in seeds
                  for f in FRACTIONS[:2] for r in ("supervised", "s4l") for k in range(CV_FOLDS[bench])]

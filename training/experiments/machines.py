@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         seeds = tuple(int(s) for s in a.seeds.split(",")) if a.seeds else None
-        variant = dict(_field(v) for v in a.variant)
+        variant = dict(arm_field(v) for v in a.variant)
     except ValueError as exc:
         ap.error(str(exc))
     try:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _field(text: str) -> tuple[str, object]:
+def arm_field(text: str) -> tuple[str, object]:
     """'epochs=10' -> ("epochs", 10): a field of Arm with its value as the summaries store it."""
     name, sep, value = text.partition("=")
     fields = {f.name: f.type for f in dataclasses.fields(Arm)}
