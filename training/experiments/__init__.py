@@ -10,7 +10,9 @@ runs whose summary exists are skipped, so an interrupted grid continues where it
 Modules: `arms` (benchmarks, settings, the arms and the grid), `runner` (split, FitConfig per arm,
 training, truth.csv scoring), `bn_check` (BatchNorm statistics check of saved checkpoints),
 `summaries` (loading and grouping run summaries), `tables` and `plots` (docs/results.md sections),
-`doc` (the whole generated part), `__main__` (the CLI).
+`doc` (the whole generated part), `__main__` (the CLI);
+`step_check` and `run_inputs` (each S4L step rescored from its checkpoints), `machines` and `inputs_compare`
+(paired tests over seeds: S4L against supervised, pooled over machines; one input of a benchmark against another).
 
 Arms (see `arms.ARMS`): "supervised" = supervised cross-entropy only (no VAT / EntMin / rotation /
 pseudo-labels), run as recipe step 3 alone with step 1's learning rate and as many epochs as the
