@@ -1,5 +1,5 @@
 """nuaa with every frame cropped to its face: the derived benchmark of the ninth session's face-crop experiment
-(docs/results.md, "Face crop"). Not part of the product: it asks whether a larger face makes wearing_glasses and
+(docs/results.md, "Ninth session: the face crop"). Not part of the product: it asks whether a larger face makes wearing_glasses and
 photo_motion learnable, and S4L's lead larger, before anyone builds a face detector into serving.
 
 OpenCV's bundled Haar frontal-face cascade looks at every frame; its largest face counts when its width is within
@@ -18,7 +18,6 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2  # 4.x: OpenCV 5 moved the Haar cascades out of the main package
 import numpy as np
 from PIL import Image
 
@@ -28,6 +27,8 @@ COPIED = ("export.json", "label_config.xml", "tasks.json", "truth.csv")
 
 def largest_face(cascade, frame: Path) -> tuple[int, int, int, int] | None:
     """The largest detected face (x, y, w, h) of a frame, or None."""
+    import cv2
+
     grey = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE)
     faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
     return tuple(int(v) for v in max(faces, key=lambda b: b[2])) if len(faces) else None
@@ -39,8 +40,10 @@ def crop_boxes(faces: list[tuple[int, int, int, int] | None]) -> list[tuple[int,
     if not widths:
         return None
     median = float(np.median(widths))
-    centres = {i: (x + w / 2, y + h / 2) for i, (x, y, w, h) in ((i, f) for i, f in enumerate(faces) if f)
-               if WIDTH_RANGE[0] * median <= w <= WIDTH_RANGE[1] * median}
+    found = {i: f for i, f in enumerate(faces) if f}
+    plausible = {i: f for i, f in found.items() if WIDTH_RANGE[0] * median <= f[2] <= WIDTH_RANGE[1] * median}
+    # two hits of very different widths leave none near their median: keep them all then
+    centres = {i: (x + w / 2, y + h / 2) for i, (x, y, w, h) in (plausible or found).items()}
     half = SIDE * median / 2
     boxes = []
     for i in range(len(faces)):
@@ -54,6 +57,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/shared/benchmarks/nuaa"))
     ap.add_argument("--out", type=Path, required=True, help="new data root; the benchmark goes to OUT/nuaa")
     a = ap.parse_args()
+    import cv2  # 4.x (OpenCV 5 moved the Haar cascades out); imported here so crop_boxes is testable without it
+
     target = a.out / "nuaa"
     target.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
