@@ -25,11 +25,16 @@ WIDTH_RANGE, SIDE = (0.6, 1.6), 2.0  # plausible face widths (x the median); cro
 COPIED = ("export.json", "label_config.xml", "tasks.json", "truth.csv")
 
 
-def largest_face(cascade, frame: Path) -> tuple[int, int, int, int] | None:
-    """The largest detected face (x, y, w, h) of a frame, or None."""
+def haar_cascade():
+    """OpenCV's bundled frontal-face detector (4.x: OpenCV 5 moved the Haar cascades out of the main package);
+    imported here so crop_boxes is testable without OpenCV. benchmarks/face_size_nuaa.py uses it too."""
     import cv2
 
-    grey = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE)
+    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+
+
+def largest_face(cascade, grey: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The largest detected face (x, y, w, h) of a greyscale frame, or None."""
     faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
     return tuple(int(v) for v in max(faces, key=lambda b: b[2])) if len(faces) else None
 
@@ -57,17 +62,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/shared/benchmarks/nuaa"))
     ap.add_argument("--out", type=Path, required=True, help="new data root; the benchmark goes to OUT/nuaa")
     a = ap.parse_args()
-    import cv2  # 4.x (OpenCV 5 moved the Haar cascades out); imported here so crop_boxes is testable without it
+    import cv2
 
     target = a.out / "nuaa"
     target.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         shutil.copy2(a.data / name, target / name)
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    cascade = haar_cascade()
     crops, sides, frame_side = {}, [], 0
     for folder in sorted(p for p in (a.data / "frames").iterdir() if p.is_dir()):
         frames = sorted(folder.glob("*.jpg"))
-        boxes = crop_boxes([largest_face(cascade, f) for f in frames])
+        boxes = crop_boxes([largest_face(cascade, cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)) for f in frames])
         crops[folder.name] = boxes
         (target / "frames" / folder.name).mkdir(parents=True, exist_ok=True)
         for k, f in enumerate(frames):

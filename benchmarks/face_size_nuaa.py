@@ -15,8 +15,9 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-import cv2  # 4.x: OpenCV 5 moved the Haar cascades out of the main package
+import cv2
 import numpy as np
+from face_crop_nuaa import haar_cascade, largest_face  # the same detector as the crops (run as a script)
 
 INPUT, MARGIN = 64, 0.5
 
@@ -25,7 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path("/work/shared/benchmarks/nuaa"))
     a = ap.parse_args()
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    cascade = haar_cascade()
     with open(a.data / "truth.csv", newline="", encoding="utf-8") as fh:
         kind = {r["recording_id"]: r["face_source"] for r in csv.DictReader(fh)}
     found, widths, side = defaultdict(list), defaultdict(list), 0
@@ -35,10 +36,10 @@ def main() -> None:
         for f in frames:
             grey = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
             side = max(grey.shape)
-            faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-            if len(faces):
+            face = largest_face(cascade, grey)
+            if face:
                 hits += 1
-                widths[kind[folder.name]].append(max(int(w) for _, _, w, _ in faces))
+                widths[kind[folder.name]].append(face[2])
         found[kind[folder.name]].append(hits / len(frames))
     for k in sorted(found):
         share, w = np.array(found[k]), float(np.median(widths[k]))

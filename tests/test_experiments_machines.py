@@ -5,6 +5,7 @@ import math
 import pytest
 
 from training.experiments import inputs_compare, machines
+from training.experiments.summaries import load_summaries
 
 
 def _summary(recipe, fraction, seed, fold, right):
@@ -111,7 +112,8 @@ def test_inputs_compare_subtracts_the_old_input_per_arm_seed_and_label(tmp_path,
                               for s in (0, 1, 2) for k in range(5)])
     _write(tmp_path / "new", [_summary(r, f, s, k, new_right[r, s]) for r in ("supervised", "s4l") for f in (0.1, 0.3)
                               for s in (0, 1) for k in range(5)])  # seed 2 not run on the new input
-    before, after = inputs_compare.seed_scores(tmp_path / "old", tmp_path / "new", "nuaa", "supervised", 0.1)["x"]
+    before, after = inputs_compare.seed_scores(
+        *(load_summaries(tmp_path / d, "nuaa") for d in ("old", "new")), "nuaa", "supervised", 0.1)["x"]
     assert before == pytest.approx({0: 50.0, 1: 50.0}) and after == pytest.approx({0: 75.0, 1: 100.0})
     assert inputs_compare.main([str(tmp_path / "old"), str(tmp_path / "new")]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| s")]

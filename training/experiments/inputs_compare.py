@@ -14,18 +14,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from .arms import CV_FOLDS, FRACTIONS
 from .cv_tables import pooled
 from .machines import arm_field, lead_test
-from .summaries import load_summaries
+from .summaries import load_summaries, spread
 
 
-def seed_scores(old: Path, new: Path, bench: str, recipe: str, fraction: float, **variant) -> dict[str, tuple]:
-    """score ("mean" or a label) -> ({seed: old}, {seed: new}) in points, for the seeds both out dirs finished."""
+def seed_scores(old: dict, new: dict, bench: str, recipe: str, fraction: float, **variant) -> dict[str, tuple]:
+    """score ("mean" or a label) -> ({seed: old}, {seed: new}) in points, for the seeds both sets of summaries
+    (load_summaries of each out dir) finished."""
     k = CV_FOLDS[bench]
-    before, after = (pooled(load_summaries(o, bench), recipe, fraction, k, **variant) for o in (old, new))
+    before, after = (pooled(summaries, recipe, fraction, k, **variant) for summaries in (old, new))
     seeds = sorted(set(before) & set(after))
     if not seeds:
         return {}
@@ -43,9 +42,10 @@ def table(old: Path, new: Path, bench: str, variant: dict | None = None) -> list
              "the change per seed in points):", "",
              "| arm | labels kept | score | old input | new input | change per seed | mean ± std | t (df) | p, two-sided |",
              "|---" * 9 + "|"]
+    summaries = [load_summaries(o, bench) for o in (old, new)]  # once: each out dir holds hundreds of runs
     for recipe in ("supervised", "s4l"):
         for f in FRACTIONS:
-            for name, (before, after) in seed_scores(old, new, bench, recipe, f, **(variant or {})).items():
+            for name, (before, after) in seed_scores(*summaries, bench, recipe, f, **(variant or {})).items():
                 change = {s: after[s] - before[s] for s in after}
                 test = lead_test([change]) if len(change) > 1 else None  # one seed: a description, no test
                 lines.append(f"| {recipe} | {round(f * 100)} % | {name} | {_spread(before)} | {_spread(after)} | "
@@ -57,8 +57,8 @@ def table(old: Path, new: Path, bench: str, variant: dict | None = None) -> list
 
 
 def _spread(values: dict[int, float], sign: str = "") -> str:
-    v = list(values.values())
-    return f"{np.mean(v):{sign}.1f}" + (f" ± {np.std(v, ddof=1):.1f}" if len(v) > 1 else "")
+    mean, std, n = spread(list(values.values()))
+    return f"{mean:{sign}.1f}" + (f" ± {std:.1f}" if n > 1 else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,7 +157,7 @@ def run_arm(arm: Arm, bench: str, settings: BenchSettings, paths: dict, split: d
                "wall_s": round(metrics["wall_s"]["total"], 1), "steps": metrics["steps"],
                "final_step": metrics.get("final_step"),
                "untrained": metrics["untrained"], "test": score_test(run_dir / "model.onnx", paths, split),
-               "command": command_for(bench, arm, out, Path(paths["data_root"])), "fit_s_this_call": round(train_s, 1),
+               "command": command_for(bench, arm, out, paths["data_root"]), "fit_s_this_call": round(train_s, 1),
                "machine": machine_facts()}
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(summary, indent=1)
