@@ -60,7 +60,13 @@ def test_cli_smoke_run_writes_every_artifact(generated, tmp_path):
     cfg = FitConfig.from_json((run / "config.json").read_text())
     assert cfg.data.image_size == 32 and cfg.recipe.steps == (1, 2, 3)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics["steps"]) == {"1", "2", "3"} and metrics["val"] == metrics["steps"]["3"]["val"]
+    assert set(metrics["steps"]) == {"1", "2", "3"} and metrics["network"]["val"] == metrics["steps"]["3"]["val"]
+    # every label is served by the head that validated better (ties: the network)
+    for name, head in metrics["serving"].items():
+        net, base = (metrics[k]["val"]["labels"][name]["balanced_accuracy"] for k in ("network", "baseline"))
+        assert head == ("baseline" if base is not None and net is not None and base > net else "network"), name
+        assert metrics["val"]["labels"][name] == metrics[head]["val"]["labels"][name]
+        assert metrics["test"]["labels"][name] == metrics[head]["test"]["labels"][name]
     names = list(load_label_config().names)
     assert list(metrics["test"]["labels"]) == names and "mean_balanced_accuracy" in metrics["test"]
     assert set(metrics["temperatures"]) == set(names) and metrics["untrained"] == []
@@ -76,8 +82,10 @@ def test_cli_smoke_run_writes_every_artifact(generated, tmp_path):
     onnx = OnnxRecordingModel(run / "model.onnx")
     assert onnx.meta["temperatures"] == metrics["temperatures"] and onnx.meta["untrained"] == []
     assert onnx.frames == 3 and onnx.image_size == 32 and onnx.meta["mode"] == "mtl"
+    assert onnx.meta["serving"] == metrics["serving"]
     for k, v in onnx.predict_logits(frames.numpy(), mask.numpy()).items():
-        np.testing.assert_allclose(v, torch_logits[k], atol=1e-4)
+        if metrics["serving"][k] == "network":  # model.pt is the network; baseline heads are checked above
+            np.testing.assert_allclose(v, torch_logits[k], atol=1e-4)
 
     with pytest.raises(ValueError, match="already holds checkpoints"):
         fit(FitConfig.from_json((run / "config.json").read_text()))

@@ -23,7 +23,13 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
-    """A run directory (metrics.json + optional config.json) or a metrics.json file."""
+    """A run directory (metrics.json + optional config.json) or a metrics.json file (the served model)."""
+    return load_runs(path, heads=False)[0]
+
+
+def load_runs(path: str | Path, heads: bool = True) -> list[Run]:
+    """The served model of a run and, with `heads` and a training run's metrics.json, its network and
+    linear baseline on the same split ("NAME network", "NAME baseline")."""
     path = Path(path)
     metrics_path = path / "metrics.json" if path.is_dir() else path
     if not metrics_path.is_file():
@@ -32,14 +38,20 @@ def load_run(path: str | Path) -> Run:
     sections = metric_sections(doc) if isinstance(doc, dict) else {}
     if not sections:
         raise ValueError(f"{metrics_path}: not a metrics.json document (needs 'labels', or 'test'/'val' with them)")
-    metrics = next(iter(sections.values()))  # top level, else test, else val
+    part = next(iter(sections))  # top level, else test, else val
+    metrics = sections[part]
     name = metrics_path.parent.name if metrics_path.name == "metrics.json" else metrics_path.stem
     config_path = metrics_path.parent / "config.json"
     if config_path.is_file():
         config = json.loads(config_path.read_text(encoding="utf-8"))
         if isinstance(config, dict) and config.get("name"):
             name = str(config["name"])
-    return Run(name, metrics)
+    runs = [Run(name, metrics)]
+    for head in ("network", "baseline") if heads and part else ():
+        candidate = (doc.get(head) or {}).get(part)
+        if isinstance(candidate, dict) and isinstance(candidate.get("labels"), dict):
+            runs.append(Run(f"{name} {head}", candidate))
+    return runs
 
 
 def _pct(x: float | None) -> str:
@@ -82,9 +94,11 @@ def format_rows(rows: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+", help="run directories (or metrics.json files); the first is the baseline")
+    ap.add_argument("runs", nargs="+", help="run directories (or metrics.json files); the first is the reference")
+    ap.add_argument("--heads", action="store_true",
+                    help="also show each training run's network and linear baseline beside its served model")
     args = ap.parse_args(argv)
-    print(format_rows(comparison_rows([load_run(p) for p in args.runs])))
+    print(format_rows(comparison_rows([r for p in args.runs for r in load_runs(p, heads=args.heads)])))
     return 0
 
 

@@ -102,6 +102,13 @@ def subsample_labels(labels: np.ndarray, rows: Sequence[int], fraction: float, s
     return out
 
 
+def label_counts(schema: LabelSchema, labels: np.ndarray, rows: Sequence[int]) -> dict[str, dict[str, int]]:
+    """{label: {class: number of annotations among `rows`}}: what a training run really learns from."""
+    block = labels[np.asarray(rows, dtype=np.int64)] if len(rows) else labels[:0]
+    return {spec.name: {c: int((block[:, j] == k).sum()) for k, c in enumerate(spec.classes)}
+            for j, spec in enumerate(schema.labels)}
+
+
 def load_recordings(
     recordings,
     schema: LabelSchema,

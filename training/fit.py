@@ -20,15 +20,15 @@ import torch
 
 from training.calibration import fit_temperatures
 from training.config import FitConfig, ModelConfig
-from training.dataset import RecordingDataset, load_recordings, subsample_labels
+from training.dataset import RecordingDataset, label_counts, load_recordings, subsample_labels
 from training.distributed import DistContext, barrier, gather, init_distributed, shutdown
 from training.export_reader import problem_report, read_export
-from training.metrics import evaluate
 from training.models.recording_model import RecordingModel, StlEnsemble
 from training.recipe import RecipeData, RunLog, run_recipe, trained_heads
 from training.run_outputs import summary_text, write_outputs
 from training.schema import LabelSchema, load_label_config
-from training.trainer import predict_logits, softmax
+from training.served_heads import evaluate_logits, serve_better_heads
+from training.trainer import predict_logits
 from training.warm_start import init_weights, read_warm_start
 
 
@@ -89,8 +89,11 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     say(f"recordings: {len(store.recording_ids)} usable, {len(store.broken)} left out; "
         f"train {len(rows['train'])} / val {len(rows['val'])} / test {len(rows['test'])}"
         + (f"; {unsplit} in no split (unused)" if unsplit else ""))
-    train_targets = subsample_labels(store.labels, rows["train"], cfg.data.label_fraction, cfg.data.label_fraction_seed,
+    fraction_seed = cfg.recipe.seed if cfg.data.label_fraction_seed is None else cfg.data.label_fraction_seed
+    train_targets = subsample_labels(store.labels, rows["train"], cfg.data.label_fraction, fraction_seed,
                                      cfg.data.label_fraction_per_class)
+    for name, counts in label_counts(schema, train_targets, rows["train"]).items():
+        say(f"training labels of {name}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     data = RecipeData(store, schema, rows["train"], rows["val"], rows["test"], train_targets, store.labels)
     ckpt_dir = run / "checkpoints"
     log = RunLog(run / "log.jsonl", ctx)
@@ -100,22 +103,37 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
         model, step_logits, final, untrained = _fit_stl(cfg, data, ckpt_dir, log, ctx, resume)
     model.eval()
     truth = {s: {n: store.labels[rows[s], i] for i, n in enumerate(schema.names)} for s in ("val", "test")}
-    steps = {str(step): {s: _evaluate(schema, truth[s], out[s]) for s in ("val", "test")}
+    if cfg.test_truth:  # scoring only: training, model selection and head choice never see it
+        truth["test"] = truth_csv_labels(cfg.test_truth, schema, store, rows["test"])
+    steps = {str(step): {s: evaluate_logits(schema, truth[s], out[s]) for s in ("val", "test")}
              | {"best_epoch": out["best_epoch"], "wall_s": out["wall_s"]} for step, out in step_logits.items()}
+    served = serve_better_heads(cfg, data, rows, model, final, truth, ctx)
+    untrained = [n for n in untrained if served.serving[n] == "network"]
     temperatures = {n: 1.0 for n in schema.names}
     if rows["val"]:
-        fitted = fit_temperatures(final["val"], truth["val"])
+        fitted = fit_temperatures(served.logits["val"], truth["val"])
         temperatures.update({n: t for n, t in fitted.items() if n not in untrained})
-    metrics = {"val": _evaluate(schema, truth["val"], final["val"]),
-               "test": _evaluate(schema, truth["test"], final["test"]), "final_step": final["step"], "steps": steps,
-               "untrained": untrained, "temperatures": temperatures,
+    metrics = {"val": evaluate_logits(schema, truth["val"], served.logits["val"]),
+               "test": evaluate_logits(schema, truth["test"], served.logits["test"]), "serving": served.serving,
+               **served.metrics, "training_labels": label_counts(schema, train_targets, rows["train"]),
+               "final_step": final["step"], "steps": steps, "untrained": untrained, "temperatures": temperatures,
                "broken_recordings": [{"recording_id": b.recording_id, "reason": b.reason} for b in store.broken],
                "wall_s": {"total": time.perf_counter() - started}}
     if ctx.is_main:
-        write_outputs(run, cfg, schema, model, metrics, untrained, temperatures, store, rows)
+        write_outputs(run, cfg, schema, model, served.model, metrics, untrained, temperatures, store, rows)
     barrier(ctx)
     say(summary_text(metrics))
     return run
+
+
+def truth_csv_labels(path: str, schema: LabelSchema, store, rows: list[int]) -> dict[str, np.ndarray]:
+    """{label: class indices of the test rows} from a truth CSV (training.evaluate's format); -1 = unknown."""
+    from training.evaluate import read_truth_csv
+
+    known = read_truth_csv(path, schema)
+    ids = [store.recording_ids[r] for r in rows]
+    return {spec.name: np.array([spec.classes.index(known[i][spec.name]) if spec.name in known.get(i, {}) else -1
+                                 for i in ids], dtype=np.int64) for spec in schema.labels}
 
 
 def _say(ctx: DistContext):
@@ -171,12 +189,6 @@ def _fit_stl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
 def _logits(model, data: RecipeData, which: str, cfg: FitConfig, ctx) -> dict:
     ds = RecordingDataset(data.store, getattr(data, which), data.truth, cfg.data.frames)
     return predict_logits(model.to(ctx.device), ds, cfg.recipe.eval_batch_size, ctx)
-
-
-def _evaluate(schema, truth, logits) -> dict | None:
-    if not logits or not len(next(iter(logits.values()))):
-        return None  # an empty split has nothing to score
-    return evaluate(schema, truth, softmax(logits))
 
 
 def _write_config(run: Path, cfg: FitConfig, resume: bool, ctx: DistContext) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from training.config import AugmentConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
+from training.config import AugmentConfig, BaselineConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,9 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints")
     ap.add_argument("--init-from", help="model.pt whose weights start the training")
+    ap.add_argument("--test-truth", help="CSV of every known label (e.g. a benchmark's truth.csv) that scores the "
+                    "test split instead of its annotations; never used for training or selection")
     ap.add_argument("--int8", action="store_true",
                     help="also write model.int8.onnx (static QDQ), kept only within 0.5 points of fp32 on val")
     _add_tuning_flags(ap)
+    group = ap.add_argument_group("linear baseline (training/baseline.py)")
+    group.add_argument("--no-baseline", action="store_true",
+                       help="fit no linear baseline: every label is served by the network")
+    group.add_argument("--baseline-grid", type=int, default=BaselineConfig.grid,
+                       help="thumbnail side of the baseline's features")
+    group.add_argument("--baseline-c", default=",".join(map(str, BaselineConfig.c_values)),
+                       help="L2 strengths (scikit-learn C) tried, comma-separated; chosen on validation")
     return ap
 
 
@@ -59,7 +68,7 @@ def _add_tuning_flags(ap: argparse.ArgumentParser) -> None:
                        help="share of every training batch drawn from items with a true label (oversampled); "
                             "0 = plain shuffle")
     group.add_argument("--label-fraction-seed", type=int, default=DataConfig.label_fraction_seed,
-                       help="seed of the --label-fraction subset")
+                       help="seed of the --label-fraction subset (default: --seed)")
     group.add_argument("--label-fraction-per-class", action="store_true",
                        help="draw the --label-fraction subset one annotation per class first (same count)")
     group.add_argument("--final-model", choices=("last_step", "best_step"), default=RecipeConfig.final_model,
@@ -86,10 +95,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[FitConfig, bool]:
     return cfg, a.resume
 
 
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+
+
 def config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig:
     return FitConfig(
         export=a.export, out=a.out, label_config=a.label_config, data_root=a.data_root, split=a.split,
-        init_from=a.init_from, int8=a.int8, label_studio_url=os.environ.get("LABEL_STUDIO_URL"),
+        init_from=a.init_from, int8=a.int8, test_truth=a.test_truth, label_studio_url=os.environ.get("LABEL_STUDIO_URL"),
+        baseline=BaselineConfig(enabled=not a.no_baseline, grid=a.baseline_grid,
+                                c_values=_floats(a.baseline_c, "--baseline-c")),
         label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
         data=DataConfig(frames=a.frames, image_size=a.image_size, label_fraction=a.label_fraction,
                         label_fraction_seed=a.label_fraction_seed, label_fraction_per_class=a.label_fraction_per_class,

@@ -174,7 +174,7 @@ def _train_step(model, data: RecipeData, val: RecordingDataset, cfg: FitConfig, 
         weights = imbalance_weights(targets[data.train_rows], heads, cfg.loss.label_weight_power).as_tensors(ctx.device)
     objective = wrap(S4LObjective(model, cfg.loss, trained, rc.rotation_frames, *weights), ctx)
     lr, floor = (rc.finetune_lr, rc.finetune_min_lr_fraction) if step == 3 else (rc.lr, rc.min_lr_fraction)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=rc.weight_decay)
     period = (rc.restart_epochs or rc.epochs_per_step) * len(loader)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=max(period, 1), eta_min=lr * floor)
     start = 1

@@ -142,6 +142,24 @@ def metrics_sections(doc: dict) -> str:
     return "\n".join(parts)
 
 
+def heads_section(metrics: dict) -> str | None:
+    """Per label: which head serves it, the network's and the baseline's balanced accuracy, training labels."""
+    serving = metrics.get("serving")
+    if not serving or "baseline" not in metrics:
+        return None
+
+    def acc(part: str, split: str, name: str):
+        doc = (metrics.get(part) or {}).get(split) or {}
+        return _pct(((doc.get("labels") or {}).get(name) or {}).get("balanced_accuracy"))
+
+    counts = metrics.get("training_labels") or {}
+    rows = [[name, head, acc("network", "val", name), acc("baseline", "val", name), acc("network", "test", name),
+             acc("baseline", "test", name), ", ".join(f"{c} {n}" for c, n in (counts.get(name) or {}).items())]
+            for name, head in serving.items()]
+    return _table(["label", "served head", "network val %", "baseline val %", "network test %", "baseline test %",
+                   "training labels"], rows)
+
+
 STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 1em .5em 0}"
          "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}"
          ".row{display:flex;align-items:flex-start;gap:1em}.note{color:#a60}")
@@ -158,6 +176,9 @@ def write_report(run_dir: str | Path) -> Path:
     body = [f"<h1>Run {html.escape(run_dir.name)}</h1>"]
     curves = learning_curves(entries)
     body.append("<h2>Learning curves</h2>" + (curves or "<p>no train/val entries in the log</p>"))
+    heads = heads_section(metrics or {})
+    if heads:
+        body.append("<h2>Network against the linear baseline</h2>" + heads)
     for section, doc in metric_sections(metrics or {}).items():
         body.append(f"<h2>{html.escape(section or 'Evaluation')}</h2>" + metrics_sections(doc))
     if config:

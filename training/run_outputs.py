@@ -15,11 +15,15 @@ from training.config import FitConfig
 from training.dataset import RecordingDataset
 
 
-def write_outputs(run: Path, cfg: FitConfig, schema, model, metrics, untrained, temperatures, store, rows) -> None:
+def write_outputs(run: Path, cfg: FitConfig, schema, model, served, metrics, untrained, temperatures, store,
+                  rows) -> None:
+    """`model` is the trained network (model.pt, the warm start of a later run); `served` the exported model
+    (the network, or the network with baseline heads for the labels where the baseline validated better)."""
     from training.onnx_export import export_onnx
     from training.report import write_report
 
     model = model.cpu().to(memory_format=torch.contiguous_format).eval()
+    served = served.cpu().to(memory_format=torch.contiguous_format).eval()
     torch.save({"format": 1, "state_dict": model.state_dict(), "config": cfg.to_dict(), "schema": schema.to_dict(),
                 "untrained": untrained, "temperatures": temperatures}, run / "model.pt")
     example_rows = (rows["val"] or rows["train"])[:2]
@@ -29,9 +33,9 @@ def write_outputs(run: Path, cfg: FitConfig, schema, model, metrics, untrained, 
     meta = {"model_version": run.name, "kind": cfg.model.kind, "mode": cfg.model.mode, "fusion": cfg.model.fusion,
             "schema": schema.to_dict(), "untrained": untrained, "temperatures": temperatures,
             "frames": cfg.data.frames, "image_size": cfg.data.image_size,
-            "preprocess": store.preprocess.to_dict(),
+            "preprocess": store.preprocess.to_dict(), "serving": metrics["serving"],
             "metrics": {s: (metrics[s] or {}).get("mean_balanced_accuracy") for s in ("val", "test")}}
-    export_onnx(model, run / "model.onnx", meta, frames, mask)
+    export_onnx(served, run / "model.onnx", meta, frames, mask)
     if cfg.int8:
         from training.int8 import quantize_run
 
