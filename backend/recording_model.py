@@ -19,6 +19,7 @@ from backend.active_learning import handle_webhook, training_status
 from backend.live_model import LiveModel, LoadedModel
 from backend.log_redaction import redactor
 from backend.ml_base import MLBase
+from backend.project_version import ProjectVersionSync
 from backend.registry import ModelRegistry
 from backend.results import ProjectView, project_view, task_results
 from backend.settings import Settings
@@ -52,6 +53,8 @@ class RecordingBackend(MLBase):
         self._fetchers: dict[tuple, FrameFetcher] = {}
         self._rules: dict[str, Rules] = {}
         self._logged_missing: set[str] = set()
+        self.project_version = (ProjectVersionSync(self._label_studio_access)
+                                if settings.sync_project_model_version else None)
 
     # --- /setup: fast, no model load ---
     def setup(self, *, project=None, label_config=None, hostname=None, access_token=None) -> None:
@@ -111,6 +114,8 @@ class RecordingBackend(MLBase):
                 for row, (i, _, _) in enumerate(ready):
                     results[i] = self._answer({name: p[row] for name, p in probs.items()}, loaded, view)
             submitted = following
+        if self.project_version and any("result" in r for r in results):
+            self.project_version.after_predict(kwargs.get("project"), loaded.version)
         return results
 
     def _submit(self, tasks, indices, fetcher, view: ProjectView, shape: FrameBatchShape) -> list[tuple]:
@@ -155,11 +160,15 @@ class RecordingBackend(MLBase):
             self._rules[loaded.version] = load_rules(loaded.model.schema)
         return self._rules[loaded.version]
 
-    def _fetcher(self) -> FrameFetcher:
-        """Frame fetcher for the Label Studio URL/key: environment first, else what /setup sent."""
+    def _label_studio_access(self) -> tuple[str | None, str | None]:
+        """Label Studio's URL and API key: environment first, else what /setup sent."""
         s = self.settings
-        url = s.label_studio_url or self._setup_host
-        key = s.label_studio_api_key or self._setup_token
+        return s.label_studio_url or self._setup_host, s.label_studio_api_key or self._setup_token
+
+    def _fetcher(self) -> FrameFetcher:
+        """Frame fetcher for the Label Studio URL/key (_label_studio_access)."""
+        s = self.settings
+        url, key = self._label_studio_access()
         if (url, key) not in self._fetchers:
             self._fetchers[(url, key)] = FrameFetcher(FrameSourceConfig(
                 label_studio_url=url, api_key=key,

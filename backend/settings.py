@@ -45,6 +45,7 @@ class Settings:
     use_int8: bool = True  # serve versions/<id>/model.int8.onnx when the version has one (fp32 otherwise)
     onnx_threads: int = 0  # ONNX Runtime intra-op threads per worker; 0 = all cores
     onnx_spinning: bool = False  # idle ONNX Runtime threads busy-wait (costs CPU that decoding needs)
+    sync_project_model_version: bool = True  # point the project's model_version at the version that predicted it
 
     def min_score_for(self, label: str) -> float:
         return self.min_score_by_label.get(env_key_for_label(label), self.min_score)
@@ -102,6 +103,7 @@ class Settings:
             use_int8=flag("USE_INT8", default=True),
             onnx_threads=number("ONNX_THREADS", int, 0),
             onnx_spinning=flag("ONNX_SPINNING"),
+            sync_project_model_version=flag("SYNC_PROJECT_MODEL_VERSION", default=True),
         )
         settings.validate()
         return settings

@@ -60,10 +60,14 @@ with LabelStudio(config) as ls:
     project = ls.create_recordings_project("recmeta demo", label_config, recordings)
     ls.connect_ml_backend(project["id"], backend_url)
     ls.retrieve_predictions(project["id"])
+    # The backend points the project's model_version at its version right after the predictions
+    # are stored, which fills the Prediction score column (docs/label-studio.md).
+    tab = ls.create_view(project["id"], "Least certain first", ["tasks:predictions_score"])
     tasks = ls.tasks(project["id"])
     predicted = sum(1 for t in tasks if t["predictions"])
     print(f"""
 Label Studio:   {ls.url}/projects/{project['id']}/data
+least certain:  {ls.url}/projects/{project['id']}/data?tab={tab['id']} (ordered by prediction score)
 login:          {config.username} / {config.password}
 legacy token:   {config.legacy_token}
 backend:        {backend_url}

@@ -172,11 +172,14 @@ class FakeLabelStudio:
 
 
 def backend_settings(tmp_path: Path, **overrides):
-    """Settings for a test backend: MODEL_DIR and a local-files document root under tmp_path."""
+    """Settings for a test backend: MODEL_DIR and a local-files document root under tmp_path.
+
+    The project model_version sync is off: the fake Label Studio here serves frames only
+    (tests/test_backend_project_version.py covers the sync)."""
     from backend.settings import Settings
 
     values = dict(model_dir=tmp_path / "models", local_files_document_root=tmp_path / "docroot",
-                  frame_timeout_s=2.0, onnx_threads=1)
+                  frame_timeout_s=2.0, onnx_threads=1, sync_project_model_version=False)
     values.update(overrides)
     (tmp_path / "docroot").mkdir(exist_ok=True)
     return Settings(**values)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from training.schema import LabelConfigError, LabelSchema, load_label_config, parse_label_config
+from training.schema import DEFAULT_LABEL_CONFIG, LabelConfigError, LabelSchema, load_label_config, parse_label_config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -26,6 +26,26 @@ def test_default_config_is_the_eleven_labels_in_order():
     schema = load_label_config()
     assert schema.object_name == "frames" and schema.value_key == "frames"
     assert [(s.name, s.classes) for s in schema.labels] == list(ELEVEN.items())
+
+
+def test_default_config_stores_the_class_names_while_showing_short_texts():
+    """The annotator sees short texts; the alias Label Studio stores is the class name, so the
+    schema equals that of a plain config whose values are the class names."""
+    from defusedxml import ElementTree as SafeET
+
+    plain = "<View><Image name='frames' valueList='$frames'/>" + "".join(
+        f"<Choices name='{name}' toName='frames' choice='single'>"
+        + "".join(f"<Choice value='{c}'/>" for c in classes) + "</Choices>" for name, classes in ELEVEN.items()
+    ) + "</View>"
+    assert load_label_config() == parse_label_config(plain)
+    shown = [c.get("value") for c in SafeET.parse(DEFAULT_LABEL_CONFIG).getroot().iter("Choice")]
+    assert "Hidden" in shown and "Glasses Kind Blocking" not in shown
+
+
+def test_alias_is_the_class_and_value_only_the_text():
+    xml = ("<View><Image name='x' valueList='$f'/><Choices name='a' toName='x'>"
+           "<Choice value='Yes' alias='Wears Glasses'/><Choice value='No'/></Choices></View>")
+    assert parse_label_config(xml)["a"].classes == ("Wears Glasses", "No")
 
 
 @pytest.mark.parametrize("path", sorted((SHARED / "benchmarks").glob("*/label_config.xml")), ids=lambda p: p.parent.name)

@@ -96,7 +96,8 @@ def parse_label_config(xml_text: str) -> LabelSchema:
             raise LabelConfigError(f"<Choices name={name!r}> must have toName={object_name!r}")
         if el.get("choice", "single") not in ("single", "single-radio"):
             raise LabelConfigError(f"<Choices name={name!r}> must be single-choice")
-        classes = tuple(c.get("value") or c.get("alias") for c in el if c.tag == "Choice")
+        # Label Studio stores a choice's alias when it has one (the value is only its display text)
+        classes = tuple(c.get("alias") or c.get("value") for c in el if c.tag == "Choice")
         if len(classes) < 2 or any(not c for c in classes) or len(set(classes)) != len(classes):
             raise LabelConfigError(f"<Choices name={name!r}> needs >= 2 distinct non-empty <Choice value=...>")
         if any(s.name == name for s in specs):

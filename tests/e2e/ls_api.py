@@ -82,6 +82,19 @@ class LabelStudioApi:
         r = self.request("GET", f"/api/tasks?project={project_id}&fields=all&page_size=100000")
         return r.json()["tasks"]
 
+    def project(self, project_id: int) -> dict:
+        return self.request("GET", f"/api/projects/{project_id}").json()
+
+    def create_view(self, project_id: int, title: str, ordering: list[str]) -> dict:
+        """A Data Manager tab (what the UI's "Order by" saves): ordering like ["tasks:predictions_score"]."""
+        body = {"project": project_id, "data": {"title": title, "ordering": ordering}}
+        return self.request("POST", "/api/dm/views", json=body).json()
+
+    def view_tasks(self, project_id: int, view_id: int) -> list[dict]:
+        """The tasks of a Data Manager tab in its order, with the computed columns (predictions_score)."""
+        r = self.request("GET", f"/api/tasks?project={project_id}&view={view_id}&fields=all&page_size=100000")
+        return r.json()["tasks"]
+
     def annotate(self, task_id: int, result: list[dict]) -> dict:
         return self.request("POST", f"/api/tasks/{task_id}/annotations", json={"result": result}).json()
 

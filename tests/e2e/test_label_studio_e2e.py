@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -145,3 +147,54 @@ def test_a_task_whose_frames_are_missing_gets_no_prediction(
     predicted = {t["data"]["recording_id"]: len(t["predictions"]) for t in label_studio.tasks(project["id"])}
     assert predicted.pop("gone") == 0
     assert set(predicted.values()) == {1}
+
+
+def test_label_studio_stores_the_class_names_as_the_choice_values(label_studio, project, schema):
+    """Label Studio's own reading of label_config.xml: the labels it validates and stores are the
+    aliases (the thesis's class names), not the short texts the annotator sees."""
+    parsed = label_studio.project(project["id"])["parsed_label_config"]
+    assert {name: tuple(parsed[name]["labels"]) for name in parsed} == {s.name: s.classes for s in schema.labels}
+
+
+def test_prediction_score_orders_the_least_certain_first_before_and_after_a_promoted_version(
+        label_studio, project, model_dir, model_version, start_backend, schema, tmp_path):
+    """The Data Manager's score column averages the predictions of the PROJECT's model_version;
+    the backend points it at the version that predicted, so the column is filled and ordering by
+    it ascending lists the least certain recordings first, also after a new version goes live."""
+    from backend_fixtures import build_tiny_model, tiny_weights
+
+    models = shutil.copytree(model_dir, tmp_path / "models")  # this test switches versions
+    backend_url = start_backend({"MODEL_DIR": str(models), "LABEL_STUDIO_URL": label_studio.url,
+                                 "LABEL_STUDIO_API_KEY": label_studio.legacy_token})
+    label_studio.connect_ml_backend(project["id"], backend_url)
+    view = label_studio.create_view(project["id"], "least certain first", ["tasks:predictions_score"])
+    label_studio.retrieve_predictions(project["id"])
+    first = _assert_ordered_by_score_of(label_studio, project["id"], view["id"], model_version)
+
+    # A retrain promotes a new version: same registry switch as backend.active_learning's promotion.
+    v2 = "e2e-tiny-v2"
+    build_tiny_model(tmp_path / "v2.onnx", model_version=v2, weights=tiny_weights(schema, seed=11))
+    subprocess.run([sys.executable, "-m", "backend.models", "--model-dir", str(models), "add",
+                    str(tmp_path / "v2.onnx"), "--version", v2, "--use"], cwd=REPO_ROOT, check=True, capture_output=True)
+    time.sleep(1.5)  # the backend checks the `current` pointer at most once a second
+    label_studio.retrieve_predictions(project["id"])
+    second = _assert_ordered_by_score_of(label_studio, project["id"], view["id"], v2)
+    assert first != second, "the new version's scores must differ, or this test could not tell them apart"
+    for task in label_studio.tasks(project["id"]):  # the older version's predictions stay listed
+        assert sorted(p["model_version"] for p in task["predictions"]) == sorted([model_version, v2])
+
+
+def _assert_ordered_by_score_of(ls, project_id: int, view_id: int, version: str) -> dict[int, float]:
+    """Waits (the backend sets the project's version right after LS stored the predictions) until
+    the project shows `version`; then every task's predictions_score is its `version` score and the
+    tab lists them ascending. Returns {task id: score}."""
+    deadline = time.monotonic() + 30
+    while ls.project(project_id)["model_version"] != version and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ls.project(project_id)["model_version"] == version
+    ordered = ls.view_tasks(project_id, view_id)
+    scores = {t["id"]: next(p["score"] for p in t["predictions"] if p["model_version"] == version) for t in ordered}
+    listed = [t["predictions_score"] for t in ordered]
+    assert listed == pytest.approx([scores[t["id"]] for t in ordered])  # filled, with this version's score
+    assert listed == sorted(listed)  # least certain first
+    return scores
