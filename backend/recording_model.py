@@ -83,10 +83,10 @@ class RecordingBackend(MLBase):
             return [self._failed(task, TaskError("no_model", "no model in MODEL_DIR yet"), None) for task in tasks]
         try:
             view = self._view(loaded, kwargs.get("label_config"), kwargs.get("project"))
+            fetcher = self._fetcher()
         except TaskError as error:
             return [self._failed(task, error, loaded.version) for task in tasks]
         shape = FrameBatchShape(loaded.model.frames, loaded.model.preprocess)
-        fetcher = self._fetcher()
         results: list[dict] = [{}] * len(tasks)
         deadline = time.monotonic() + self.settings.predict_timeout_s
         chunks = [range(s, min(s + MAX_BATCH, len(tasks))) for s in range(0, len(tasks), MAX_BATCH)]
@@ -178,10 +178,15 @@ class RecordingBackend(MLBase):
         s = self.settings
         url = s.label_studio_url or self._setup_host
         key = s.label_studio_api_key or self._setup_token
-        return self._fetchers.get_or_create((url, key), lambda: FrameFetcher(FrameSourceConfig(
-            label_studio_url=url, api_key=key,
-            document_root=str(s.local_files_document_root) if s.local_files_document_root else None,
-            cache_dir=str(s.frame_cache_dir) if s.frame_cache_dir else None, cache_max_bytes=s.frame_cache_max_bytes,
-            timeout_s=s.frame_timeout_s, max_bytes=s.max_frame_bytes, allowed_hosts=s.allowed_frame_hosts,
-        )))
+        try:
+            return self._fetchers.get_or_create((url, key), lambda: FrameFetcher(FrameSourceConfig(
+                label_studio_url=url, api_key=key,
+                document_root=str(s.local_files_document_root) if s.local_files_document_root else None,
+                cache_dir=str(s.frame_cache_dir) if s.frame_cache_dir else None,
+                cache_max_bytes=s.frame_cache_max_bytes, timeout_s=s.frame_timeout_s, max_bytes=s.max_frame_bytes,
+                allowed_hosts=s.allowed_frame_hosts,
+            )))
+        except ValueError as exc:  # e.g. a /setup hostname that is not an http(s) URL
+            raise TaskError("bad_setup", "the Label Studio URL (LABEL_STUDIO_URL, else /setup's hostname) "
+                                         f"cannot be used: {type(exc).__name__}") from None
 

@@ -116,3 +116,18 @@ def test_a_lone_surrogate_in_the_input_never_breaks_the_response(tmp_path):
     results = response.json()["results"]
     assert response.status_code == 200 and results[0]["result"]
     assert results[1]["error"].startswith("bad_frames: data.frames[0]")
+
+
+@pytest.mark.parametrize("hostname", ["config_from_settings", "http://[bad", "ftp://x"])
+def test_a_setup_hostname_that_is_no_url_fails_tasks_not_the_request(tmp_path, hostname):
+    """Found by the fuzzer: /setup {"hostname": "config_from_settings", "access_token": ...} made
+    every later /predict a 500."""
+    settings = backend_settings(tmp_path)
+    add_tiny_version(settings.model_dir, tmp_path, "v1")
+    good = write_recording(settings.local_files_document_root, "good", [80] * 4)
+    client = TestClient(create_app(settings))
+    assert client.post("/setup", json={"hostname": hostname, "access_token": "t"}).status_code == 200
+    response = client.post("/predict", json={"tasks": [task(1, good), task(2, ["/data/upload/1/a.png"])]})
+    assert response.status_code == 200
+    assert all("result" in r or r["error"].split(":")[0] in ("bad_setup", "frame_unavailable")
+               for r in response.json()["results"])
