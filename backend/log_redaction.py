@@ -13,6 +13,7 @@ from backend.lru import LRU
 
 REDACTED = "***"
 MAX_DYNAMIC_SECRETS = 256  # /setup access tokens remembered for redaction (older ones are rotated out)
+MIN_DYNAMIC_SECRET_CHARS = 8  # shorter "tokens" from requests are no real token; redacting them would garble logs
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#]+@")  # greedy: a raw '@' in a password
 _QUERY_SECRET = re.compile(
     r"(?P<key>[?&;][^=&;\s\"'#]*(?:token|key|sig|signature|credential|password|auth|secret)[^=&;\s\"'#]*=)"
@@ -43,7 +44,7 @@ class SecretRedactor(logging.Filter):
         if configured:
             with self._lock:
                 self._secrets.add(secret)
-        else:
+        elif len(secret) >= MIN_DYNAMIC_SECRET_CHARS:
             self._seen.put(secret, True)
 
     def redact(self, text: str) -> str:

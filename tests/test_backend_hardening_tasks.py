@@ -178,3 +178,11 @@ def test_tokens_and_url_passwords_never_reach_logs_or_answers_even_at_debug(tmp_
     assert "GET /data/upload/1/b.png?token=***" in logged  # urllib3's debug line was there, redacted
     for secret in ("url-pw-555", "query-tok-666", "sig-888", "basic-pw-777", "setup-tok-999"):
         assert secret not in logged and secret not in answer
+
+
+def test_a_short_setup_token_does_not_garble_the_logs(tmp_path):
+    """A /setup with access_token "t" once made every later log line read 'canno*** predic***'."""
+    client = TestClient(create_app(backend_settings(tmp_path)))
+    client.post("/setup", json={"project": "1.1", "access_token": "t"})
+    client.post("/setup", json={"project": "1.1", "access_token": "long-enough-token-1"})
+    assert redactor().redact("cannot predict with long-enough-token-1") == "cannot predict with ***"
