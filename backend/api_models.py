@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 MAX_ERRORS = 20  # a 422 lists at most this many problems
@@ -54,3 +55,8 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     if len(errors) > MAX_ERRORS:
         detail.append({"loc": [], "type": "too_many_errors", "msg": f"{len(errors) - MAX_ERRORS} more errors"})
     return AsciiJSONResponse({"detail": detail}, status_code=422)
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """FastAPI's own handler, but ASCII: a detail quoting the input cannot break the encoding."""
+    return AsciiJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+
 from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import metrics
 from backend.active_learning import WebhookError, recover_on_startup, training_status
-from backend.api_models import AsciiJSONResponse, PredictRequest, SetupRequest, WebhookRequest, validation_error
+from backend.api_models import (AsciiJSONResponse, PredictRequest, SetupRequest, WebhookRequest, http_error,
+                                validation_error)
 from backend.body_limit import BodyLimit
 from backend.log_redaction import configure_logging
 from backend.ml_base import MLBase
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None, model: MLBase | None = None) ->
     app = FastAPI(title="recmeta ML backend", docs_url=None, redoc_url=None, openapi_url=None,
                   default_response_class=AsciiJSONResponse)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_request_mb * (1 << 20)))
     # every worker: a job whose process died with a previous backend is recovered or marked failed
     for project, outcome in recover_on_startup(settings).items():

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.__main__ import warn_if_open
+from backend.active_learning import WebhookError
 from backend.app import create_app
 from backend.settings import Settings
 from backend_fixtures import add_tiny_version, backend_settings, task, write_recording
@@ -131,3 +132,14 @@ def test_a_setup_hostname_that_is_no_url_fails_tasks_not_the_request(tmp_path, h
     assert response.status_code == 200
     assert all("result" in r or r["error"].split(":")[0] in ("bad_setup", "frame_unavailable")
                for r in response.json()["results"])
+
+
+def test_an_error_detail_with_a_lone_surrogate_is_still_a_4xx(tmp_path):
+    app = create_app(backend_settings(tmp_path))
+
+    def refuse(event, data, **kwargs):
+        raise WebhookError(f"bad project {data['project']}")
+    app.state.model.fit = refuse
+    body = json.dumps({"action": "START_TRAINING", "project": "\ud800"})
+    response = TestClient(app).post("/webhook", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["detail"] == "bad project \ud800"
