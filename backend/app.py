@@ -3,19 +3,27 @@
 /setup answers from the registry pointer alone (Label Studio gives it 3 s and calls it before
 every prediction batch); /predict loads the current model lazily, so it also works right after a
 restart when no /setup came first.
+
+Hardening: bodies above MAX_REQUEST_MB get 413 before parsing (backend.body_limit); malformed
+fields get a 422 that names them without echoing the input (backend.api_models); with basic auth
+on, everything but /health and / needs it, the OpenAPI schema included.
 """
 from __future__ import annotations
 
 import logging
 import secrets
 import time
-from typing import Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import metrics
 from backend.active_learning import WebhookError, recover_on_startup, training_status
+from backend.api_models import (AsciiJSONResponse, PredictRequest, SetupRequest, WebhookRequest, http_error,
+                                validation_error)
+from backend.body_limit import BodyLimit
 from backend.log_redaction import configure_logging
 from backend.ml_base import MLBase
 from backend.recording_model import RecordingBackend
@@ -47,7 +55,11 @@ def create_app(settings: Settings | None = None, model: MLBase | None = None) ->
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.secrets())
     model = model or RecordingBackend(settings)
-    app = FastAPI(title="recmeta ML backend", docs_url=None, redoc_url=None)
+    app = FastAPI(title="recmeta ML backend", docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=AsciiJSONResponse)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_middleware(BodyLimit, max_bytes=int(settings.max_request_mb * (1 << 20)))
     # every worker: a job whose process died with a previous backend is recovered or marked failed
     for project, outcome in recover_on_startup(settings).items():
         if outcome != "idle":
@@ -63,41 +75,40 @@ def create_app(settings: Settings | None = None, model: MLBase | None = None) ->
         return {"status": "UP", "model_class": model.model_class, "model_version": model.model_version,
                 **model.health()}
 
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    def openapi_schema() -> dict:
+        return app.openapi()
+
     @app.post("/setup", dependencies=auth)
-    def setup(body: dict = Body(...)) -> dict:
-        model.setup(project=body.get("project"), label_config=body.get("schema"),
-                    hostname=body.get("hostname"), access_token=body.get("access_token"))
+    def setup(body: SetupRequest) -> dict:
+        model.setup(project=body.project, label_config=body.label_config,
+                    hostname=body.hostname, access_token=body.access_token)
         return {"model_version": model.model_version or NO_MODEL_VERSION}
 
     @app.post("/predict", dependencies=auth)
-    def predict(body: dict = Body(...)) -> dict:
-        tasks = body.get("tasks")
-        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
-            raise HTTPException(422, "request body needs 'tasks': a list of task objects")
+    def predict(body: PredictRequest) -> dict:
         started = time.perf_counter()
-        params = body.get("params") or {}
-        results = model.predict(tasks, context=params.get("context"),
-                                label_config=body.get("label_config"), project=body.get("project"))
+        context = (body.params or {}).get("context")
+        results = model.predict(body.tasks, context=context if isinstance(context, dict) else None,
+                                label_config=body.label_config, project=body.project)
         metrics.PREDICT_SECONDS.observe(time.perf_counter() - started)
         version = next((r["model_version"] for r in results if r.get("model_version")), None)
         return {"results": results, "model_version": version or model.model_version or NO_MODEL_VERSION}
 
     @app.post("/webhook", dependencies=auth)
-    def webhook(body: Any = Body(None)) -> dict:
-        event = body.get("action") if isinstance(body, dict) else None
-        if not event:
-            raise HTTPException(422, "webhook body needs an 'action'")
+    def webhook(body: WebhookRequest) -> dict:
         try:
-            return model.fit(event, body) or {"status": "ok"}
+            return model.fit(body.action, body.model_dump()) or {"status": "ok"}
         except WebhookError as exc:
-            raise HTTPException(400, str(exc)) from exc
+            raise HTTPException(400, str(exc)[:300]) from exc  # bounded: it may quote the body
 
     @app.get("/training", dependencies=auth)
     def training() -> dict:
         """Active-learning status: state, progress, last result and why it was (not) promoted."""
         return training_status(settings)
 
-    @app.api_route("/versions", methods=["GET", "POST"], dependencies=auth)
+    @app.get("/versions", dependencies=auth)
+    @app.post("/versions", dependencies=auth)
     def versions() -> dict:
         return {"versions": [v.version for v in registry.versions()], "current": registry.current()}
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -18,25 +18,23 @@ from backend import metrics
 from backend.active_learning import handle_webhook, training_status
 from backend.live_model import LiveModel, LoadedModel
 from backend.log_redaction import redactor
+from backend.lru import LRU
 from backend.ml_base import MLBase
+from backend.project_configs import ProjectConfigs
 from backend.project_version import ProjectVersionSync
 from backend.registry import ModelRegistry
 from backend.results import ProjectView, project_view, task_results
 from backend.settings import Settings
-from backend.task_frames import FrameBatchShape, TaskError, TaskFrameLoader, frame_refs
+from backend.task_frames import FrameBatchShape, TaskError, TaskFrameLoader, frame_refs, task_id
 from training.frame_source import FrameFetcher, FrameSourceConfig
 from training.propagation import Rules, load_rules
-from training.schema import LabelConfigError, LabelSchema, parse_label_config
+from training.schema import LabelConfigError
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 16  # tasks per ONNX call: bounds memory (16 x 10 x 224^2 floats = 32 MB)
 # One decode thread per core: on the 2-core machine 2 threads decoded a task's 10 frames in 11.1 ms, 8 in 12.1 ms.
 FRAME_THREADS = max(2, os.cpu_count() or 2)
-
-
-@lru_cache(maxsize=32)
-def parsed_config(label_config: str) -> LabelSchema:
-    return parse_label_config(label_config)
+MAX_FETCHERS = 32  # distinct (Label Studio URL, token) pairs with a frame fetcher (and its sessions)
 
 
 class RecordingBackend(MLBase):
@@ -49,10 +47,10 @@ class RecordingBackend(MLBase):
         self.loader = TaskFrameLoader(ThreadPoolExecutor(FRAME_THREADS, thread_name_prefix="frames"))
         self._setup_host: str | None = None
         self._setup_token: str | None = None
-        self._project_configs: dict[str, str] = {}
-        self._fetchers: dict[tuple, FrameFetcher] = {}
-        self._rules: dict[str, Rules] = {}
-        self._logged_missing: set[str] = set()
+        self._project_configs = ProjectConfigs()
+        self._fetchers: LRU[tuple, FrameFetcher] = LRU(MAX_FETCHERS)
+        self._rules: LRU[str, Rules] = LRU(4)  # per model version
+        self._logged_missing: LRU[str, bool] = LRU(1024)
         self.project_version = (ProjectVersionSync(self._label_studio_access)
                                 if settings.sync_project_model_version else None)
 
@@ -64,7 +62,7 @@ class RecordingBackend(MLBase):
         if access_token:
             self._setup_token = access_token
         if project and label_config:
-            self._project_configs[str(project)] = label_config
+            self._project_configs.remember(project, label_config)
 
     @property
     def model_version(self) -> str | None:
@@ -88,35 +86,48 @@ class RecordingBackend(MLBase):
             return [self._failed(task, TaskError("no_model", "no model in MODEL_DIR yet"), None) for task in tasks]
         try:
             view = self._view(loaded, kwargs.get("label_config"), kwargs.get("project"))
-        except LabelConfigError as exc:
-            error = TaskError("bad_label_config", f"project labeling config unusable: {exc}")
+            fetcher = self._fetcher()
+        except TaskError as error:
             return [self._failed(task, error, loaded.version) for task in tasks]
         shape = FrameBatchShape(loaded.model.frames, loaded.model.preprocess)
-        fetcher = self._fetcher()
         results: list[dict] = [{}] * len(tasks)
+        deadline = time.monotonic() + self.settings.predict_timeout_s
         chunks = [range(s, min(s + MAX_BATCH, len(tasks))) for s in range(0, len(tasks), MAX_BATCH)]
         # Chunk k+1's frames download while chunk k runs: a 1000-task batch (one Data Manager
         # action) keeps at most two chunks of frames in memory.
         submitted = self._submit(tasks, chunks[0], fetcher, view, shape) if chunks else []
         for k in range(len(chunks)):
             following = self._submit(tasks, chunks[k + 1], fetcher, view, shape) if k + 1 < len(chunks) else []
+            # a chunk waits for its frames at most FRAME_TIMEOUT_S, and never past the request's deadline
+            frames_due = min(deadline, time.monotonic() + self.settings.frame_timeout_s)
             ready = []
             for i, started in submitted:
                 try:
                     if isinstance(started, TaskError):
                         raise started
-                    ready.append((i, *self.loader.collect(started, shape)))
+                    ready.append((i, *self.loader.collect(started, shape, frames_due)))
                 except TaskError as exc:
                     results[i] = self._failed(tasks[i], exc, loaded.version)
             if ready:
-                metrics.FRAMES_FETCHED.inc(int(sum(mask.sum() for _, _, mask in ready)))
-                probs = loaded.model.predict(np.stack([r[1] for r in ready]), np.stack([r[2] for r in ready]))
-                for row, (i, _, _) in enumerate(ready):
-                    results[i] = self._answer({name: p[row] for name, p in probs.items()}, loaded, view)
+                self._predict_ready(tasks, ready, results, loaded, view)
             submitted = following
         if self.project_version and any("result" in r for r in results):
             self.project_version.after_predict(kwargs.get("project"), loaded.version)
         return results
+
+    def _predict_ready(self, tasks, ready: list[tuple], results: list[dict], loaded: LoadedModel,
+                       view: ProjectView) -> None:
+        """Run the model on one chunk's ready tasks and fill their entries of `results`."""
+        metrics.FRAMES_FETCHED.inc(int(sum(mask.sum() for _, _, mask in ready)))
+        try:
+            probs = loaded.model.predict(np.stack([r[1] for r in ready]), np.stack([r[2] for r in ready]))
+        except Exception as exc:  # ONNX Runtime failing must not turn into a 500 for the batch
+            log.exception("model %s failed on a chunk of %d tasks", loaded.version, len(ready))
+            for i, _, _ in ready:
+                results[i] = self._failed(tasks[i], TaskError("model_error", type(exc).__name__), loaded.version)
+            return
+        for row, (i, _, _) in enumerate(ready):
+            results[i] = self._answer({name: p[row] for name, p in probs.items()}, loaded, view)
 
     def _submit(self, tasks, indices, fetcher, view: ProjectView, shape: FrameBatchShape) -> list[tuple]:
         """Start fetching the frames of tasks[indices]: [(index, futures or the TaskError)]."""
@@ -126,6 +137,9 @@ class RecordingBackend(MLBase):
                 started.append((i, self.loader.submit(fetcher, frame_refs(tasks[i], view.value_key), shape)))
             except TaskError as exc:
                 started.append((i, exc))
+            except Exception as exc:  # an input nobody foresaw fails its own task only
+                log.exception("task %s: frames could not be submitted", task_id(tasks[i]))
+                started.append((i, TaskError("bad_frames", f"unexpected {type(exc).__name__}")))
         return started
 
     def _answer(self, probs: dict[str, np.ndarray], loaded: LoadedModel, view: ProjectView) -> dict:
@@ -135,8 +149,8 @@ class RecordingBackend(MLBase):
         metrics.LABELS_SKIPPED.inc(held_back)
         return {"result": items, "score": score, "model_version": loaded.version}
 
-    def _failed(self, task: dict, error: TaskError, version: str | None) -> dict:
-        log.warning("task %s not predicted (%s): %s", task.get("id"), error.reason, error.message)
+    def _failed(self, task: object, error: TaskError, version: str | None) -> dict:
+        log.warning("task %s not predicted (%s): %s", task_id(task), error.reason, error.message)
         metrics.TASKS_FAILED.labels(error.reason).inc()
         entry = {"error": f"{error.reason}: {error.message}"}  # no "result": Label Studio skips it
         if version is not None:
@@ -144,21 +158,25 @@ class RecordingBackend(MLBase):
         return entry
 
     def _view(self, loaded: LoadedModel, label_config: str | None, project: Any) -> ProjectView:
-        label_config = label_config or self._project_configs.get(str(project))
-        project_schema = parsed_config(label_config) if label_config else loaded.model.schema
+        """What of the model this project can receive; TaskError (for every task) when nothing."""
+        try:
+            project_schema = self._project_configs.schema(label_config, project) or loaded.model.schema
+        except LabelConfigError as exc:
+            raise TaskError("bad_label_config", f"project labeling config unusable: {exc}") from None
         predictable = set(loaded.model.output_names) - set(loaded.model.meta.get("untrained") or ())
         view = project_view(loaded.model.schema, predictable, project_schema)
+        if not view.allowed:  # an empty result would look like "the model has no opinion"
+            raise TaskError("label_config_mismatch", f"model {loaded.version} predicts none of the project's "
+                                                     f"questions: {'; '.join(view.why_missing) or 'it has none'}")
         for name in view.missing:
             if name not in self._logged_missing:  # once per process, not once per request
-                self._logged_missing.add(name)
+                self._logged_missing.put(name, True)
                 log.info("label %r is in the project config but model %s cannot predict it: left unpredicted",
                          name, loaded.version)
         return view
 
     def _rules_for(self, loaded: LoadedModel) -> Rules:
-        if loaded.version not in self._rules:
-            self._rules[loaded.version] = load_rules(loaded.model.schema)
-        return self._rules[loaded.version]
+        return self._rules.get_or_create(loaded.version, lambda: load_rules(loaded.model.schema))
 
     def _label_studio_access(self) -> tuple[str | None, str | None]:
         """Label Studio's URL and API key: environment first, else what /setup sent."""
@@ -169,12 +187,15 @@ class RecordingBackend(MLBase):
         """Frame fetcher for the Label Studio URL/key (_label_studio_access)."""
         s = self.settings
         url, key = self._label_studio_access()
-        if (url, key) not in self._fetchers:
-            self._fetchers[(url, key)] = FrameFetcher(FrameSourceConfig(
+        try:
+            return self._fetchers.get_or_create((url, key), lambda: FrameFetcher(FrameSourceConfig(
                 label_studio_url=url, api_key=key,
                 document_root=str(s.local_files_document_root) if s.local_files_document_root else None,
-                cache_dir=str(s.frame_cache_dir) if s.frame_cache_dir else None, cache_max_bytes=s.frame_cache_max_bytes,
-                timeout_s=s.frame_timeout_s, max_bytes=s.max_frame_bytes, allowed_hosts=s.allowed_frame_hosts,
-            ))
-        return self._fetchers[(url, key)]
+                cache_dir=str(s.frame_cache_dir) if s.frame_cache_dir else None,
+                cache_max_bytes=s.frame_cache_max_bytes, timeout_s=s.frame_timeout_s, max_bytes=s.max_frame_bytes,
+                allowed_hosts=s.allowed_frame_hosts,
+            )))
+        except ValueError as exc:  # e.g. a /setup hostname that is not an http(s) URL
+            raise TaskError("bad_setup", "the Label Studio URL (LABEL_STUDIO_URL, else /setup's hostname) "
+                                         f"cannot be used: {type(exc).__name__}") from None
 

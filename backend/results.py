@@ -28,22 +28,33 @@ class ProjectView:
     value_key: str  # the project's task data key holding the frame list (valueList="$frames")
     allowed: dict[str, np.ndarray]  # label -> bool mask over the MODEL's classes that the project has
     missing: tuple[str, ...]  # project labels the model cannot predict (absent or untrained head)
+    why_missing: tuple[str, ...] = ()  # per missing label, what the model lacks (for error messages)
 
 
 def project_view(model_schema: LabelSchema, predictable: set[str], project: LabelSchema) -> ProjectView:
     """`predictable`: the model's labels with an output head that is trained."""
     allowed: dict[str, np.ndarray] = {}
     missing: list[str] = []
+    why: list[str] = []
     for spec in project.labels:
         if spec.name not in predictable:
             missing.append(spec.name)
+            known = spec.name in model_schema.names
+            why.append(f"{spec.name!r} ({'its head is untrained' if known else 'not a question of the model'})")
             continue
-        mask = np.array([c in spec.classes for c in model_schema[spec.name].classes])
+        model_classes = model_schema[spec.name].classes
+        mask = np.array([c in spec.classes for c in model_classes])
         if mask.any():
             allowed[spec.name] = mask
         else:
             missing.append(spec.name)
-    return ProjectView(project.object_name, project.value_key, allowed, tuple(missing))
+            why.append(f"{spec.name!r} (classes {_some(spec.classes)}, the model's are {_some(model_classes)})")
+    return ProjectView(project.object_name, project.value_key, allowed, tuple(missing), tuple(why))
+
+
+def _some(classes: tuple[str, ...], shown: int = 8) -> str:
+    more = f", ... {len(classes) - shown} more" if len(classes) > shown else ""
+    return ", ".join(map(repr, classes[:shown])) + more
 
 
 def task_results(

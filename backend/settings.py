@@ -40,7 +40,9 @@ class Settings:
     allowed_frame_hosts: tuple[str, ...] = ()  # http(s) hosts besides Label Studio frames may come from
     frame_cache_dir: Path | None = None  # on-disk frame cache; None = no cache
     frame_cache_max_bytes: int = 1 << 30
-    frame_timeout_s: float = 10.0  # per frame download
+    frame_timeout_s: float = 10.0  # per frame download, in total (connect + every read)
+    predict_timeout_s: float = 90.0  # per /predict: unfinished tasks then get a `timeout` error (LS waits 100 s)
+    max_request_mb: float = 64.0  # larger request bodies get 413 before they are parsed
     max_frame_bytes: int = 20 << 20  # larger frames are refused
     use_int8: bool = True  # serve versions/<id>/model.int8.onnx when the version has one (fp32 otherwise)
     onnx_threads: int = 0  # ONNX Runtime intra-op threads per worker; 0 = all cores
@@ -99,6 +101,8 @@ class Settings:
             frame_cache_dir=Path(cache) if cache else None,
             frame_cache_max_bytes=number("FRAME_CACHE_MAX_BYTES", int, 1 << 30),
             frame_timeout_s=number("FRAME_TIMEOUT_S", float, 10.0),
+            predict_timeout_s=number("PREDICT_TIMEOUT_S", float, 90.0),
+            max_request_mb=number("MAX_REQUEST_MB", float, 64.0),
             max_frame_bytes=number("MAX_FRAME_BYTES", int, 20 << 20),
             use_int8=flag("USE_INT8", default=True),
             onnx_threads=number("ONNX_THREADS", int, 0),
@@ -121,6 +125,8 @@ class Settings:
             raise SettingsError(f"ONNX_THREADS must be >= 0, got {self.onnx_threads}")
         if self.frame_timeout_s <= 0 or self.max_frame_bytes <= 0:
             raise SettingsError("FRAME_TIMEOUT_S and MAX_FRAME_BYTES must be positive")
+        if self.predict_timeout_s <= 0 or self.max_request_mb <= 0:
+            raise SettingsError("PREDICT_TIMEOUT_S and MAX_REQUEST_MB must be positive")
 
 
 @lru_cache(maxsize=1)

@@ -216,3 +216,42 @@ def recorded_schema() -> LabelSchema:
     from training.schema import parse_label_config
 
     return parse_label_config((LS_DIR / "config_valuelist.xml").read_text(encoding="utf-8"))
+
+
+class TrickleServer:
+    """A loopback frame host that answers 200 at once, then sends its body one byte every
+    `interval_s` (a slow or hostile host). `requests` counts the GETs it received."""
+
+    def __init__(self, body: bytes, interval_s: float):
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server naming)
+                outer.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        if outer._stop.wait(interval_s):
+                            return
+                except OSError:  # the client gave up: what a slow host sees
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.requests = 0
+        self._stop = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.host}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()

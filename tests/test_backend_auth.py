@@ -91,7 +91,8 @@ def test_settings_from_env():
     ({"WORKERS": "two"}, "WORKERS"), ({"WORKERS": "0"}, "WORKERS"), ({"MIN_SCORE": "1.5"}, "MIN_SCORE"),
     ({"MIN_SCORE_GENDER": "-1"}, "MIN_SCORE_GENDER"), ({"USE_INT8": "maybe"}, "USE_INT8"),
     ({"ONNX_SPINNING": "spin"}, "ONNX_SPINNING"),
-    ({"BASIC_AUTH_USER": "u"}, "BASIC_AUTH"), ({"FRAME_TIMEOUT_S": "0"}, "FRAME_TIMEOUT_S")])
+    ({"BASIC_AUTH_USER": "u"}, "BASIC_AUTH"), ({"FRAME_TIMEOUT_S": "0"}, "FRAME_TIMEOUT_S"),
+    ({"PREDICT_TIMEOUT_S": "-1"}, "PREDICT_TIMEOUT_S"), ({"MAX_REQUEST_MB": "big"}, "MAX_REQUEST_MB")])
 def test_bad_settings_name_the_variable(env, word):
     with pytest.raises(SettingsError, match=word):
         Settings.from_env(env)

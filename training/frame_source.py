@@ -10,10 +10,13 @@ Reference kinds (``FrameFetcher.fetch``):
   e.g. for pre-signed cloud-storage URLs). Redirects are followed by hand so each hop is checked.
 - plain file paths (and ``file://``): only inside ``document_root`` or one of ``allowed_roots``.
 
-Downloads are bounded (``timeout_s`` per request and in total, ``max_bytes`` streamed) and
+Downloads are bounded (``timeout_s`` in total: connect, headers and every body read share one
+deadline; the body is read one socket read at a time with the socket's timeout set to the time
+left, so a host that trickles bytes cannot outlast it; ``max_bytes`` streamed) and
 cached on disk by sha256 of the URL (frames are treated as immutable), with a total size cap
 that evicts the least recently used files; cache writes are atomic (temp file + rename).
-Errors are FrameError(ref, reason); neither tokens nor token-like query values reach messages.
+Errors are FrameError(ref, reason); neither tokens, URL user-info nor token-like query values
+reach messages.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from training.ls_auth import LabelStudioAuth, same_origin
 
@@ -62,12 +66,39 @@ class FrameError(Exception):
 
 
 def redact_url(url: str) -> str:
-    """``url`` with token-like query values (token, key, signature, ...) replaced by ``<redacted>``."""
-    parts = urlsplit(str(url))
-    if not parts.query:
-        return str(url)
-    query = [(k, "<redacted>" if _SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="/<>")))
+    """``url`` with user-info (``user:password@``) and token-like query values (token, key,
+    signature, ...) replaced by ``<redacted>``; a URL that does not parse is redacted whole."""
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:  # e.g. "http://[bad": it cannot be split, so nothing of it can be shown safely
+        return "<malformed URL>"
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="<redacted>@" + parts.netloc.rsplit("@", 1)[1])
+    if parts.query:
+        query = [(k, "<redacted>" if _SECRET_PARAM.search(k) else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query=urlencode(query, safe="/<>"))
+    return urlunsplit(parts)
+
+
+def ref_problem(ref: str) -> str | None:
+    """Why a frame reference can never be fetched (NUL, lone surrogate, unparsable URL), or None."""
+    if "\x00" in ref:
+        return "contains a NUL character"
+    try:
+        ref.encode("utf-8")
+    except UnicodeError:
+        return "is not valid Unicode (lone surrogate)"
+    try:
+        urlsplit(ref).port  # noqa: B018 ('http://[bad', 'host:99999' and 'host:x' raise ValueError)
+    except ValueError:
+        return "is a malformed URL"
+    return None
+
+
+def host_label(url: str) -> str:
+    """host[:port] of ``url`` for messages: never the user-info of its netloc."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
 def _inside(path: str, root: str) -> bool:
@@ -92,7 +123,7 @@ class FrameFetcher:
     def fetch(self, ref: str) -> bytes:
         if not isinstance(ref, str) or not ref:
             raise FrameError(repr(ref), "a frame reference must be a non-empty string")
-        kind, target = self._resolve(ref)
+        kind, target = self.resolve(ref)
         if kind == "file":
             return self._read_file(ref, target)
         if self._cache is not None and (hit := self._cache.get(target)) is not None:
@@ -102,8 +133,19 @@ class FrameFetcher:
             self._cache.put(target, data)
         return data
 
-    def _resolve(self, ref: str) -> tuple[str, str]:
-        """("file", real path) or ("url", absolute URL)."""
+    def host_of(self, ref: str) -> str | None:
+        """The host[:port] ``ref`` is downloaded from; None for a local file or an unusable reference."""
+        try:
+            kind, target = self.resolve(ref)
+        except FrameError:
+            return None
+        return host_label(target) if kind == "url" else None
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        """("file", real path) or ("url", absolute URL); FrameError for a reference that cannot be used."""
+        problem = ref_problem(ref)
+        if problem:
+            raise FrameError(ref, problem)
         parts = urlsplit(ref)
         if parts.scheme in ("http", "https"):
             return "url", ref
@@ -165,36 +207,55 @@ class FrameFetcher:
         deadline = time.monotonic() + self.cfg.timeout_s
         for _ in range(MAX_REDIRECTS + 1):
             headers = self._headers_for(ref, url)
-            host = urlsplit(url).netloc
+            host = host_label(url)
+            timed_out = FrameError(ref, f"timed out after {self.cfg.timeout_s} s ({host})")
             try:
-                with self._session().get(url, headers=headers, timeout=self.cfg.timeout_s, stream=True,
+                left = _time_left(deadline, timed_out)
+                with self._session().get(url, headers=headers, timeout=(left, left), stream=True,
                                          allow_redirects=False) as resp:
                     if resp.is_redirect:
                         url = urljoin(url, resp.headers["Location"])
                         continue
                     if resp.status_code != 200:
                         raise FrameError(ref, f"HTTP {resp.status_code} from {host}{_status_hint(resp.status_code)}")
-                    return self._read_body(ref, resp, deadline)
-            except requests.Timeout:
-                raise FrameError(ref, f"timed out after {self.cfg.timeout_s} s ({host})") from None
-            except requests.RequestException as exc:
+                    return self._read_body(ref, resp, deadline, timed_out)
+            except (requests.Timeout, urllib3.exceptions.TimeoutError):
+                raise timed_out from None
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                if time.monotonic() >= deadline:
+                    raise timed_out from None
                 raise FrameError(ref, f"request to {host} failed ({type(exc).__name__})") from None
         raise FrameError(ref, f"more than {MAX_REDIRECTS} redirects")
 
-    def _read_body(self, ref: str, resp: requests.Response, deadline: float) -> bytes:
+    def _read_body(self, ref: str, resp: requests.Response, deadline: float, timed_out: FrameError) -> bytes:
         limit = self.cfg.max_bytes
         declared = resp.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise FrameError(ref, f"response is {declared} bytes, above max_bytes={limit}")
-        chunks, total = [], 0
-        for chunk in resp.iter_content(64 * 1024):
+        raw, chunks, total = resp.raw, [], 0
+        while True:
+            _set_read_timeout(raw, _time_left(deadline, timed_out))
+            chunk = raw.read1(64 * 1024, decode_content=True)  # returns after ONE socket read
+            if not chunk:
+                return b"".join(chunks)
             total += len(chunk)
             if total > limit:
                 raise FrameError(ref, f"response exceeds max_bytes={limit}")
-            if time.monotonic() > deadline:
-                raise FrameError(ref, f"download took longer than {self.cfg.timeout_s} s")
             chunks.append(chunk)
-        return b"".join(chunks)
+
+
+def _time_left(deadline: float, timed_out: FrameError) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise timed_out
+    return left
+
+
+def _set_read_timeout(raw: urllib3.HTTPResponse, seconds: float) -> None:
+    """The next socket read of this response waits at most `seconds` (the time left to the deadline)."""
+    sock = getattr(raw.connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 def _status_hint(status: int) -> str:
