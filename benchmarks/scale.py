@@ -10,7 +10,8 @@ what `training.fit` does up to its first epochs, bounded to `--max-batches` batc
 open the frame store from the cache, a supervised pass, an S4L pass (CE + EntMin + VAT + rotation), a
 precise-BatchNorm pass and an evaluation pass over that many batches of recordings drawn from the whole set.
 Printed per run: time to the first training batch (from reading the export), recordings/s of the two
-training passes, and the process's peak RSS. Nothing is written outside `--work` (default: a temp folder).
+training passes, and the process's peak RSS. `--item-timing` times only the assembly of one recording item from
+each store. Nothing is written outside `--work` (default: a temp folder).
 """
 from __future__ import annotations
 
@@ -114,6 +115,30 @@ def child(args) -> None:
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def item_timing(args, export: Path, items: int = 2000) -> None:
+    """ms to assemble one recording item (frames read, converted, padded) from each store, two rounds each."""
+    import numpy as np
+
+    from training.config import DataConfig
+    from training.dataset import RecordingDataset, load_recordings
+    from training.export_reader import read_export
+    from training.frame_source import FrameFetcher, FrameSourceConfig
+    from training.schema import load_label_config
+
+    schema = load_label_config()
+    recordings = read_export(export, schema).recordings
+    fetch = FrameFetcher(FrameSourceConfig(document_root=str(export.parents[1]))).fetch
+    for store in ("disk", "ram", "disk", "ram"):
+        data = DataConfig(frames=args.frames, image_size=args.image_size, store=store)
+        st = load_recordings(recordings, schema, data, fetch, args.work / "cache", progress=False)
+        ds = RecordingDataset(st, range(len(st.recording_ids)), st.labels, args.frames, jitter=True)
+        picked = np.random.default_rng(0).choice(len(ds), min(items, len(ds)), replace=False)
+        started = time.perf_counter()
+        for i in picked:
+            ds[int(i)]
+        print(f"  {store}: {(time.perf_counter() - started) / len(picked) * 1e3:.2f} ms per recording item", flush=True)
+
+
 def run_child(args, export: Path, store: str) -> dict:
     cmd = [sys.executable, __file__, "--child", "--export", str(export), "--cache", str(args.work / "cache"),
            "--store", store, "--image-size", str(args.image_size), "--frames", str(args.frames),
@@ -149,6 +174,8 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=4, help="recordings per batch (benchmarks/train_speed.py's)")
     ap.add_argument("--pool", type=int, default=64, help="distinct synthetic recordings whose frames are linked")
     ap.add_argument("--work", type=Path, help="data, links and frame cache (default: a temp folder)")
+    ap.add_argument("--item-timing", action="store_true",
+                    help="only time the assembly of one recording item from each store (after the cache build)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--export", help=argparse.SUPPRESS)
     ap.add_argument("--cache", help=argparse.SUPPRESS)
@@ -166,11 +193,16 @@ def main() -> int:
     for n in sizes:
         export = make_dataset(args.work, n, args.pool, args.frames, args.image_size)
         print(f"{n} recordings: cache build {build_cache(args, export):.0f} s", flush=True)
+        if args.item_timing:
+            item_timing(args, export)
+            continue
         for store in ("disk", "ram") if n in ram_sizes else ("disk",):
             r = run_child(args, export, store)
             results.append((n, store, r))
             print(f"  {store:4}  first batch {r['first_batch_s']:6.1f} s  supervised {r['supervised']:5.2f} rec/s  "
                   f"S4L {r['s4l']:5.2f} rec/s  peak RSS {r['peak_rss_mb']:6.0f} MB", flush=True)
+    if not results:
+        return 0
     print("\n| recordings | store | first batch s | supervised rec/s | S4L rec/s | peak RSS MB |\n|---|---|---|---|---|---|")
     for n, store, r in results:
         print(f"| {n} | {store} | {r['first_batch_s']:.1f} | {r['supervised']:.2f} | {r['s4l']:.2f} | {r['peak_rss_mb']:.0f} |")
