@@ -142,3 +142,25 @@ def test_init_from_matches_heads_by_label_name(tmp_path):
     init_weights(one, read_warm_start(str(tmp_path / "stl.pt")), lambda *a: None)
     for k, v in ens.models[1].state_dict().items():
         assert torch.equal(one.state_dict()[k], v), k
+
+
+def test_disk_store_and_loader_workers_give_the_in_ram_runs_numbers(generated, tmp_path):
+    """Where frames live and who assembles batches must not change a CPU run: same losses, same metrics."""
+    def run(name: str, **data) -> tuple[list, dict]:
+        cfg = FitConfig(export=str(generated / "syn" / "export.json"), data_root=str(generated), out=str(tmp_path / name),
+                        data=DataConfig(frames=3, image_size=32, cache_dir=str(tmp_path / f"cache-{name}"), **data),
+                        model=ModelConfig(hidden=16),
+                        recipe=RecipeConfig(epochs_per_step=1, batch_size=4, progress=False, num_threads=1))
+        torch.set_num_threads(1)
+        fit(cfg)
+        log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        metrics.pop("wall_s")
+        for step in metrics["steps"].values():
+            step.pop("wall_s")
+        return [(r.get("loss"), r.get("loss_parts"), r.get("mean_balanced_accuracy")) for r in log
+                if r["phase"] in ("train", "val")], metrics
+
+    in_ram = run("ram", store="ram")
+    on_disk = run("disk", store="disk", loader_workers=2)
+    assert len(in_ram[0]) == 6 and on_disk == in_ram

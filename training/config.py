@@ -44,8 +44,17 @@ class DataConfig:
     # the same NUMBER of labels covers the classes; tests whether coverage or count limits a label budget
     label_fraction_per_class: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training batches only
+    # "disk": frames read by index from the per-recording cache files, memory flat in the dataset size;
+    # "ram": all frames held in memory (training/frame_store.py). Both give the same numbers.
+    store: str = "disk"
+    # 0: one background thread assembles the next batches while the model runs; N: N DataLoader worker
+    # processes (GPU runs with cores to spare). Batches are the same either way (training/batch_feed.py).
+    loader_workers: int = 0
 
     def __post_init__(self) -> None:
+        _check_choice("data.store", self.store, ("disk", "ram"))
+        if self.loader_workers < 0:
+            raise ValueError(f"data.loader_workers must be >= 0; got {self.loader_workers}")
         if self.frames < 1 or self.max_preload_frames < self.frames:
             raise ValueError(f"data.frames must be >= 1 and <= data.max_preload_frames; got {self.frames}, "
                              f"{self.max_preload_frames}")
@@ -121,6 +130,9 @@ class RecipeConfig:
     final_model: str = "last_step"
     seed: int = 0
     channels_last: bool = True  # ~1.7x faster CPU training (docs/cpu-facts)
+    # "auto": float32 on CPU; on CUDA bf16 autocast where the GPU supports it, else fp16 with a gradient
+    # scaler (training/precision.py). "fp32" | "bf16" | "fp16" force one.
+    precision: str = "auto"
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default
     progress: bool = True  # tqdm bars
 
@@ -132,6 +144,7 @@ class RecipeConfig:
         if not 0.0 <= self.labelled_share <= 1.0:
             raise ValueError(f"recipe.labelled_share must be in [0, 1]; got {self.labelled_share}")
         _check_choice("recipe.final_model", self.final_model, ("last_step", "best_step"))
+        _check_choice("recipe.precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         if not 0.0 <= self.pseudo_label_threshold <= 1.0:
             raise ValueError(f"recipe.pseudo_label_threshold must be in [0, 1]; got {self.pseudo_label_threshold}")
 

@@ -3,7 +3,9 @@
 `load_recordings` fetches, decodes and preprocesses every recording's frames ONCE and caches them on
 disk per recording (uint8 pixel codes, or float16 when standardising), so re-runs skip the decoding
 that costs as much as the model itself (docs/cpu-facts). A recording with a frame that cannot be
-fetched or decoded is reported (recording id + reason) and left out.
+fetched or decoded is reported (recording id + reason) and left out. The frames are then read from
+those files by index (`DataConfig.store="disk"`, memory that does not grow with the dataset) or held
+in RAM (`"ram"`); training/frame_store.py.
 
 Two views over the same store: `RecordingDataset` (N frames per recording, padded + masked; the
 multi-image model's training items and every recording-level evaluation) and `FrameDataset` (one
@@ -11,9 +13,7 @@ frame per item carrying its recording's labels; single-image training).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from training.config import DataConfig
+from training.frame_store import DiskFrames, FrameStoreWriter, RamFrames
 from training.preprocess import PreprocessConfig, load_frame, pick_frame_indices
 from training.schema import LabelSchema
 
@@ -46,7 +47,7 @@ class RecordingStore:
 
     recording_ids: list[str]
     subject_ids: list[str]
-    frames: list[np.ndarray]  # per recording [n_i, S, S], uint8 codes or float16 (see `image`)
+    frames: DiskFrames | RamFrames  # per recording [n_i, S, S], uint8 codes or float16 (see `images`)
     labels: np.ndarray  # [R, L] int64, schema order, -1 = missing
     preprocess: PreprocessConfig
     broken: list[BrokenRecording]
@@ -56,9 +57,12 @@ class RecordingStore:
         where = {rid: i for i, rid in enumerate(self.recording_ids)}
         return [where[r] for r in recording_ids if r in where]
 
+    def frame_count(self, row: int) -> int:
+        return self.frames.count(row)
+
     def images(self, row: int, indices: Sequence[int]) -> np.ndarray:
         """Frames `indices` of recording `row` as float32 [k, 1, S, S] model input."""
-        return _from_storage(self.frames[row][list(indices)], self.preprocess)[:, None]
+        return _from_storage(self.frames.read(row, list(indices)), self.preprocess)[:, None]
 
 
 def label_matrix(recordings, schema: LabelSchema) -> np.ndarray:
@@ -126,15 +130,17 @@ def load_recordings(
     """
     pre = PreprocessConfig(image_size=cfg.image_size, standardize=cfg.standardize, mean=cfg.mean, std=cfg.std)
     labels = label_matrix(recordings, schema)
-    kept, frames, broken = [], [], []
+    writer = FrameStoreWriter(cfg.store, None if cache_dir is None else Path(cache_dir))
+    kept, broken = [], []
     for r, rec in enumerate(tqdm(recordings, desc="frames", unit="rec", disable=not progress)):
         refs = list(rec.frames)
         if not refs:
             broken.append(BrokenRecording(rec.recording_id, "no frames"))
             continue
         refs = [refs[i] for i in pick_frame_indices(len(refs), min(len(refs), cfg.max_preload_frames))]
+        key = json.dumps([CACHE_FORMAT, source, refs, pre.image_size, pre.standardize, pre.mean, pre.std])
         try:
-            frames.append(_cached_frames(refs, pre, fetch, cache_dir, source))
+            writer.add(key, lambda: np.stack([_to_storage(_load_one(ref, fetch, pre), pre) for ref in refs]))
         except FrameLoadError as exc:  # loses this recording only; the caller reports `broken`
             broken.append(BrokenRecording(rec.recording_id, str(exc)))
             continue
@@ -142,28 +148,11 @@ def load_recordings(
     return RecordingStore(
         recording_ids=[recordings[r].recording_id for r in kept],
         subject_ids=[recordings[r].subject_id for r in kept],
-        frames=frames,
+        frames=writer.finish(),
         labels=labels[kept],
         preprocess=pre,
         broken=broken,
     )
-
-
-def _cached_frames(refs: list[str], pre: PreprocessConfig, fetch, cache_dir: Path | None, source: str) -> np.ndarray:
-    key = json.dumps([CACHE_FORMAT, source, refs, pre.image_size, pre.standardize, pre.mean, pre.std])
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"
-        if path.exists():
-            return np.load(path)
-    stack = np.stack([_to_storage(_load_one(ref, fetch, pre), pre) for ref in refs])
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, stack)
-        os.replace(tmp, path)  # atomic: parallel ranks/runs never read half a file
-    return stack
 
 
 def _load_one(ref: str, fetch, pre: PreprocessConfig) -> np.ndarray:
@@ -218,7 +207,7 @@ class RecordingDataset(Dataset):
 
     def __getitem__(self, i: int):
         row = self.rows[i]
-        available = len(self.store.frames[row])
+        available = self.store.frame_count(row)
         if self.jitter:
             idx = jittered_indices(available, self.n, np.random.default_rng((self.seed, self.epoch, row)))
         else:
@@ -236,7 +225,7 @@ class FrameDataset(Dataset):
 
     def __init__(self, store: RecordingStore, rows: Sequence[int], targets: np.ndarray):
         self.store, self.targets = store, targets
-        self.items = [(row, k) for row in rows for k in range(len(store.frames[row]))]
+        self.items = [(row, k) for row in rows for k in range(store.frame_count(row))]
 
     def set_epoch(self, epoch: int) -> None:  # same interface as RecordingDataset; nothing is random here
         pass

@@ -24,11 +24,10 @@ from training.dataset import RecordingDataset, label_counts, load_recordings, su
 from training.distributed import DistContext, barrier, gather, init_distributed, shutdown
 from training.export_reader import problem_report, read_export
 from training.models.recording_model import RecordingModel, StlEnsemble
-from training.recipe import RecipeData, RunLog, run_recipe, trained_heads
+from training.recipe import RecipeData, RunLog, predict, run_recipe, trained_heads
 from training.run_outputs import summary_text, write_outputs
 from training.schema import LabelSchema, load_label_config
 from training.served_heads import evaluate_logits, serve_better_heads
-from training.trainer import predict_logits
 from training.warm_start import init_weights, read_warm_start
 
 
@@ -188,7 +187,7 @@ def _fit_stl(cfg, data: RecipeData, ckpt_dir, log, ctx, resume):
 
 def _logits(model, data: RecipeData, which: str, cfg: FitConfig, ctx) -> dict:
     ds = RecordingDataset(data.store, getattr(data, which), data.truth, cfg.data.frames)
-    return predict_logits(model.to(ctx.device), ds, cfg.recipe.eval_batch_size, ctx)
+    return predict(model.to(ctx.device), ds, cfg, ctx)
 
 
 def _write_config(run: Path, cfg: FitConfig, resume: bool, ctx: DistContext) -> None:

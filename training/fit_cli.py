@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--int8", action="store_true",
                     help="also write model.int8.onnx (static QDQ), kept only within 0.5 points of fp32 on val")
     _add_tuning_flags(ap)
+    _add_machine_flags(ap)
     group = ap.add_argument_group("linear baseline (training/baseline.py)")
     group.add_argument("--no-baseline", action="store_true",
                        help="fit no linear baseline: every label is served by the network")
@@ -49,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--baseline-c", default=",".join(map(str, BaselineConfig.c_values)),
                        help="L2 strengths (scikit-learn C) tried, comma-separated; chosen on validation")
     return ap
+
+
+def _add_machine_flags(ap: argparse.ArgumentParser) -> None:
+    """Where frames live and how batches reach the model; none of them changes a CPU run's numbers."""
+    group = ap.add_argument_group("memory and devices (docs/training.md, \"Scale\")")
+    group.add_argument("--store", choices=("disk", "ram"), default=DataConfig.store,
+                       help="disk: frames read by index from the cache files (memory flat in the dataset size); "
+                            "ram: all frames in memory")
+    group.add_argument("--loader-workers", type=int, default=DataConfig.loader_workers,
+                       help="0: a background thread assembles batches; N: N DataLoader worker processes")
+    group.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=RecipeConfig.precision,
+                       help="auto: fp32 on CPU, bf16 autocast on GPUs that support it, else fp16 with loss scaling")
 
 
 def _add_tuning_flags(ap: argparse.ArgumentParser) -> None:
@@ -111,12 +124,13 @@ def config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig
         label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
         data=DataConfig(frames=a.frames, image_size=a.image_size, label_fraction=a.label_fraction,
                         label_fraction_seed=a.label_fraction_seed, label_fraction_per_class=a.label_fraction_per_class,
-                        max_preload_frames=a.max_preload_frames, augment=AugmentConfig(enabled=a.augment)),
+                        max_preload_frames=a.max_preload_frames, augment=AugmentConfig(enabled=a.augment),
+                        store=a.store, loader_workers=a.loader_workers),
         model=ModelConfig(kind=a.model, mode=a.mode, width=a.width, fusion=a.fusion),
         loss=LossConfig(supervised_weight=a.supervised_weight, entmin_weight=a.entmin_weight, vat_weight=a.vat_weight,
                         rotation_weight=a.rotation_weight, vat_eps=a.vat_eps, rampup=a.rampup),
         recipe=RecipeConfig(steps=steps, epochs_per_step=a.epochs_per_step, seed=a.seed, batch_size=a.batch_size,
                             labelled_share=a.labelled_share, pseudo_label_threshold=a.pseudo_label_threshold,
-                            final_model=a.final_model,
+                            final_model=a.final_model, precision=a.precision,
                             num_threads=a.threads, progress=not a.no_progress),
     )

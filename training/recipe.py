@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.batch_feed import feed
 from training.config import FitConfig
 from training.dataset import FrameDataset, RecordingDataset, RecordingStore
 from training.distributed import DistContext, barrier, wrap
 from training.losses import imbalance_weights
 from training.metrics import evaluate
 from training.precise_bn import recompute_bn_stats
+from training.precision import resolve_precision
 from training.pseudo_labels import make_pseudo_labels
 from training.rampup import ramp_scales
 from training.schema import LabelSchema
@@ -113,8 +115,8 @@ def run_recipe(model: nn.Module, data: RecipeData, cfg: FitConfig, ckpt_dir: Pat
             _prune(ckpt_dir, step, keep={best["epoch"], rc.epochs_per_step})
         steps[step] = {
             "best_epoch": best["epoch"], "val_score": best["score"], "wall_s": time.perf_counter() - started,
-            "val_logits": predict_logits(model, val, rc.eval_batch_size, ctx),
-            "test_logits": predict_logits(model, test, rc.eval_batch_size, ctx),
+            "val_logits": predict(model, val, cfg, ctx),
+            "test_logits": predict(model, test, cfg, ctx),
         }
     final = final_step(state["best"], rc.steps, rc.final_model)
     if final != rc.steps[-1]:  # the loop ends holding the last step's best weights
@@ -122,6 +124,13 @@ def run_recipe(model: nn.Module, data: RecipeData, cfg: FitConfig, ckpt_dir: Pat
     log.write({"phase": "final", "step": final, "rule": rc.final_model})
     return RecipeResult(model=model, final_step=final, steps=steps,
                         untrained=[n for n in data.schema.names if n not in trained])
+
+
+def predict(model: nn.Module, dataset: RecordingDataset, cfg: FitConfig, ctx: DistContext) -> dict:
+    """Eval-mode logits of `dataset` at the run's precision, batches fed as in training."""
+    return predict_logits(model, dataset, cfg.recipe.eval_batch_size, ctx,
+                          precision=resolve_precision(cfg.recipe.precision, ctx.device),
+                          workers=cfg.data.loader_workers)
 
 
 def _load_best(model: nn.Module, ckpt_dir: Path, step: int, state: dict) -> None:
@@ -142,7 +151,7 @@ def _pseudo_labelled(model, data: RecipeData, cfg: FitConfig, trained, ctx) -> t
     """Training targets with the missing labels of the training rows filled by `model` (eval mode)."""
     rows = data.train_rows
     ds = RecordingDataset(data.store, rows, data.train_targets, cfg.data.frames)
-    probs = softmax(predict_logits(model, ds, cfg.recipe.eval_batch_size, ctx))
+    probs = softmax(predict(model, ds, cfg, ctx))
     pseudo = make_pseudo_labels(data.train_targets[rows], probs, data.schema.names,
                                 threshold=cfg.recipe.pseudo_label_threshold, trained=set(trained))
     targets = data.train_targets.copy()
@@ -165,9 +174,12 @@ def _train_step(model, data: RecipeData, val: RecordingDataset, cfg: FitConfig, 
     has_label = (data.train_targets >= 0).any(axis=1)
     labelled = [i for i, row in enumerate(train_ds.item_rows) if has_label[row]]
     per_batch = max(round(rc.labelled_share * batch_size), 1) if rc.labelled_share else 0
+    workers = cfg.data.loader_workers
     loader, sampler = train_loader(train_ds, batch_size, ctx, seed=rc.seed + step, labelled=labelled,
-                                   labelled_per_batch=per_batch)
-    bn_batches = stats_loader(train_ds, batch_size, ctx)
+                                   labelled_per_batch=per_batch, workers=workers)
+    bn_batches = stats_loader(train_ds, batch_size, ctx, workers)
+    precision = resolve_precision(rc.precision, ctx.device)
+    scaler = precision.scaler()
     weights = (None, None)
     if cfg.loss.class_weighting:
         heads = dict(zip(data.schema.names, (len(s.classes) for s in data.schema.labels)))
@@ -191,12 +203,13 @@ def _train_step(model, data: RecipeData, val: RecordingDataset, cfg: FitConfig, 
         stats = train_epoch(objective, loader, optimizer, scheduler, semi=step != 3, ctx=ctx,
                             progress=rc.progress, desc=f"step {step} epoch {epoch}/{rc.epochs_per_step}",
                             augment=cfg.data.augment,
-                            ramp=ramp_scales(step, epoch, len(loader), rc.epochs_per_step, cfg.loss.rampup))
+                            ramp=ramp_scales(step, epoch, len(loader), rc.epochs_per_step, cfg.loss.rampup),
+                            precision=precision, scaler=scaler)
         if rc.precise_bn:  # every eval-mode use below (val, checkpoint -> best model, pseudo-labels, export)
-            recompute_bn_stats(model, bn_batches, clean_forward(ctx.device), ctx)
+            recompute_bn_stats(model, feed(bn_batches, ctx.device), clean_forward(ctx.device, precision), ctx)
         score = None
         if len(val):
-            metrics = evaluate(data.schema, truth, softmax(predict_logits(model, val, rc.eval_batch_size, ctx)))
+            metrics = evaluate(data.schema, truth, softmax(predict(model, val, cfg, ctx)))
             score = metrics["mean_balanced_accuracy"]
         best = state["best"].get(str(step))
         if best is None or _rank(score) >= _rank(best["score"]):  # ties: the later (more trained) epoch

@@ -17,7 +17,8 @@ from training.config import FitConfig
 from training.dataset import RecordingDataset
 from training.distributed import DistContext
 from training.metrics import evaluate
-from training.trainer import predict_logits, softmax
+from training.recipe import predict
+from training.trainer import softmax
 
 FEATURE_BATCH = 64  # recordings per thumbnail batch
 
@@ -44,8 +45,8 @@ def serve_better_heads(cfg: FitConfig, data, rows: dict, network: nn.Module, net
                           _batches(store, rows["train"], data.train_targets, cfg), data.train_targets[rows["train"]],
                           _batches(store, rows["val"], store.labels, cfg) if rows["val"] else None,
                           store.labels[rows["val"]] if rows["val"] else None)
-    base_logits = {s: predict_logits(fitted.model, RecordingDataset(store, rows[s], store.labels, cfg.data.frames),
-                                     cfg.recipe.eval_batch_size, ctx) for s in ("val", "test")}
+    base_logits = {s: predict(fitted.model, RecordingDataset(store, rows[s], store.labels, cfg.data.frames), cfg, ctx)
+                   for s in ("val", "test")}
     base_metrics = {s: evaluate_logits(schema, truth[s], base_logits[s]) for s in ("val", "test")}
     untrained = {n for n, c in fitted.strengths.items() if c is None}
     serving = choose_heads(_per_label(net_metrics["val"], schema.names), _per_label(base_metrics["val"], schema.names),

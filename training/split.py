@@ -16,6 +16,12 @@ Integer program (pulp + its bundled CBC, threads=1, fixed options, inputs sorted
   linearised with one auxiliary e >= +-(...) per (s, c). Dividing by total(c) weighs every class by
   its RELATIVE deviation, so large classes do not drown small ones. The subject and recording
   counts enter the sum the same way, so within the tolerances the nearer split wins.
+- at scale (more signatures than max_free_groups, e.g. 20,000 subjects with eleven labels, where CBC found
+  no solution in minutes): a seeded sample of max_free_groups signatures stays free, the other units are
+  dealt first (seeded shuffle, cut at the subject ratios) and enter the program as constants. The
+  objective is the same; the free units absorb what the dealt ones leave off target.
+Whatever the program returns is kept only if its objective is no worse than the greedy fill's (both
+are recorded in split.json's solver record).
 Class counts are over the recordings' labels (annotated and propagated). The seed decides which of
 several interchangeable units goes where. Fallback when no solution is found within the time limit
 (or the tolerances are infeasible): tolerances x2, then x4, then a greedy fill (largest units first,
@@ -48,12 +54,18 @@ def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: fl
     rng = np.random.default_rng(cfg.seed)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i in rng.permutation(len(units)):  # seeded order among interchangeable units
-        u = units[i]
-        # subjects and recordings count as two more "classes": within the tolerances, nearer is better
-        groups[(len(u.subjects), len(u.recordings), u.counts + (len(u.subjects), len(u.recordings)))].append(int(i))
+        groups[_signature(units[i])].append(int(i))
     signatures = sorted(groups)
     tg = targets(units, cfg, factor)
     totals = np.sum([sig[2] for sig in signatures for _ in groups[sig]], axis=0)
+    assign = [0] * len(units)
+    dealt = np.zeros((len(parts), 2 + len(totals)))  # per split: subjects, recordings, class counts already in
+    if len(signatures) > cfg.max_free_groups:
+        free = set(rng.permutation(len(signatures))[:cfg.max_free_groups].tolist())
+        for i, s in _deal([i for g, sig in enumerate(signatures) if g not in free for i in groups[sig]], units, cfg, rng):
+            assign[i] = s
+            dealt[s] += np.array(_signature(units[i])[:2] + _signature(units[i])[2])
+        signatures = [sig for g, sig in enumerate(signatures) if g in free]
     prob = pulp.LpProblem("subject_split", pulp.LpMinimize)
     y = {(g, s): pulp.LpVariable(f"y_{g}_{s}", 0, len(groups[sig]), cat=pulp.LpInteger)
          for g, sig in enumerate(signatures) for s in parts}
@@ -61,8 +73,8 @@ def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: fl
     for g, sig in enumerate(signatures):
         prob += pulp.lpSum(y[g, s] for s in parts) == len(groups[sig]), f"one_split_{g}"
     for s, ratio in enumerate(cfg.ratios):
-        n_sub = pulp.LpAffineExpression([(y[g, s], sig[0]) for g, sig in enumerate(signatures)])
-        n_rec = pulp.LpAffineExpression([(y[g, s], sig[1]) for g, sig in enumerate(signatures)])
+        n_sub = pulp.LpAffineExpression([(y[g, s], sig[0]) for g, sig in enumerate(signatures)]) + dealt[s, 0]
+        n_rec = pulp.LpAffineExpression([(y[g, s], sig[1]) for g, sig in enumerate(signatures)]) + dealt[s, 1]
         prob += n_sub <= tg["subjects"][s] + tg["subject_tol"], f"sub_hi_{s}"
         prob += n_sub >= tg["subjects"][s] - tg["subject_tol"], f"sub_lo_{s}"
         prob += n_rec <= tg["recordings"][s] + tg["recording_tol"], f"rec_hi_{s}"
@@ -70,7 +82,8 @@ def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: fl
         for c, total in enumerate(totals):
             if total == 0:
                 continue
-            count = pulp.LpAffineExpression([(y[g, s], sig[2][c]) for g, sig in enumerate(signatures) if sig[2][c]])
+            count = (pulp.LpAffineExpression([(y[g, s], sig[2][c]) for g, sig in enumerate(signatures) if sig[2][c]])
+                     + dealt[s, 2 + c])
             e = pulp.LpVariable(f"e_{s}_{c}", 0)
             prob += e >= count - ratio * float(total), f"dev_hi_{s}_{c}"
             prob += e >= ratio * float(total) - count, f"dev_lo_{s}_{c}"
@@ -83,13 +96,39 @@ def solve_ilp(units: list[Unit], cfg: SplitConfig, factor: float, time_limit: fl
     status = {1: "optimal within gap", 2: "feasible (time limit)", 0: "no solution", -1: "infeasible"}.get(prob.sol_status, "undefined")
     if prob.sol_status not in (1, 2):
         return None, status
-    assign = [0] * len(units)
     for g, sig in enumerate(signatures):
         members = iter(groups[sig])
         for s in parts:
             for _ in range(round(y[g, s].value() or 0)):
                 assign[next(members)] = s
     return assign, status
+
+
+def _signature(u: Unit) -> tuple:
+    # subjects and recordings count as two more "classes": within the tolerances, nearer is better
+    return len(u.subjects), len(u.recordings), u.counts + (len(u.subjects), len(u.recordings))
+
+
+def _deal(members: list[int], units: list[Unit], cfg: SplitConfig, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(unit, part) for `members` in a seeded order, cut at the subject ratios."""
+    order = [members[k] for k in rng.permutation(len(members))]
+    bounds = np.cumsum(cfg.ratios) * sum(len(units[i].subjects) for i in order)
+    out, seen = [], 0
+    for i in order:
+        out.append((i, min(int(np.searchsorted(bounds, seen, side="right")), len(cfg.ratios) - 1)))
+        seen += len(units[i].subjects)
+    return out
+
+
+def objective(units: list[Unit], assign: list[int], cfg: SplitConfig) -> float:
+    """The integer program's objective for an assignment: relative deviations from the ratios, summed over
+    parts and classes, subjects and recordings."""
+    counts = np.zeros((len(cfg.ratios), len(units[0].counts) + 2))
+    for u, s in zip(units, assign):
+        counts[s] += _signature(u)[2]
+    totals = counts.sum(axis=0)
+    used = totals > 0
+    return float((np.abs(counts - np.outer(cfg.ratios, totals))[:, used] / totals[used]).sum())
 
 
 def greedy_split(units: list[Unit], cfg: SplitConfig) -> list[int]:
@@ -120,10 +159,14 @@ def solve(units: list[Unit], cfg: SplitConfig) -> tuple[list[int], dict]:
             break
     fallback = None if attempts and attempts[0]["status"] in ("optimal within gap", "feasible (time limit)") else (
         f"tolerances x{attempts[-1]['tolerance_factor']}" if assign is not None else "greedy")
-    if assign is None:
-        assign = greedy_split(units, cfg)
+    greedy = greedy_split(units, cfg)
+    scores = {"objective": None if assign is None else objective(units, assign, cfg),
+              "greedy_objective": objective(units, greedy, cfg)}
+    if assign is None or scores["objective"] > scores["greedy_objective"]:
+        assign, fallback = greedy, "greedy"
     return assign, {"status": attempts[-1]["status"] if attempts else "not run",
-                    "time": round(time.perf_counter() - start, 3), "fallback": fallback, "attempts": attempts}
+                    "time": round(time.perf_counter() - start, 3), "fallback": fallback, "attempts": attempts,
+                    **{k: v if v is None else round(v, 4) for k, v in scores.items()}}
 
 
 def train_val_test(cfg: SplitConfig) -> SplitConfig:

@@ -46,7 +46,8 @@ def summary(result: dict) -> str:
     dev, rnd, solver = result["deviation"], result["random_deviation"], result["solver"]
     lines = ["subjects  per split: " + ", ".join(f"{k} {len(v)}" for k, v in result["subjects"].items()),
              "recordings per split: " + ", ".join(f"{k} {len(v)}" for k, v in result["recordings"].items()),
-             f"solver: {solver['status']} in {solver['time']} s, fallback: {solver['fallback']}",
+             f"solver: {solver['status']} in {solver['time']} s, fallback: {solver['fallback']}, objective "
+             f"{solver.get('objective')} (greedy fill {solver.get('greedy_objective')})",
              f"duplicate merges: {len(result['duplicate_merges'])}",
              f"{'':8}{'class_rel_dev':>14}{'class_abs_dev':>14}  tolerances met  deviation from target, in subjects / in recordings"]
     for name, d in (("ILP", dev), ("random", rnd)):

@@ -16,10 +16,11 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from training.augment import augment_batch
+from training.batch_feed import feed, make_loader, to_device
 from training.config import AugmentConfig, LossConfig
 from training.dataset import RecordingDataset
 from training.distributed import DistContext, gather, mean_over_ranks, shard, sum_over_ranks
@@ -28,6 +29,7 @@ from training.losses import (
     VatConfig, entropy_minimisation, masked_cross_entropy, rotate_batch, rotation_loss,
     select_rotation_frames, vat_loss,
 )
+from training.precision import FP32, Precision
 
 
 class S4LObjective(nn.Module):
@@ -94,12 +96,13 @@ def seed_everything(*key: int) -> None:
     torch.manual_seed(value)
 
 
-def train_loader(dataset, batch_size: int, ctx: DistContext, seed: int, *,
-                 labelled: Sequence[int] = (), labelled_per_batch: int = 0) -> tuple[DataLoader, object]:
+def train_loader(dataset, batch_size: int, ctx: DistContext, seed: int, *, labelled: Sequence[int] = (),
+                 labelled_per_batch: int = 0, workers: int = 0) -> tuple[DataLoader, object]:
     """Shuffled loader over this rank's share; the sampler's set_epoch reshuffles reproducibly.
 
     With `labelled_per_batch` > 0, every batch holds that many items drawn from the indices in
-    `labelled` (oversampled) and the rest from all items (training/labelled_batches.py)."""
+    `labelled` (oversampled) and the rest from all items (training/labelled_batches.py). `workers`:
+    DataLoader worker processes (training/batch_feed.py)."""
     per_rank = len(dataset) // ctx.world_size
     if per_rank < 2:
         raise ValueError(f"training needs >= 2 items per process (BatchNorm); this process has {per_rank}")
@@ -107,38 +110,47 @@ def train_loader(dataset, batch_size: int, ctx: DistContext, seed: int, *,
     if labelled_per_batch > 0 and len(labelled):
         sampler = LabelledBatchSampler(labelled, len(dataset), batch_size, min(labelled_per_batch, batch_size),
                                        seed=seed, rank=ctx.rank, world_size=ctx.world_size)
-        return DataLoader(dataset, batch_sampler=sampler), sampler
+        return make_loader(dataset, device=ctx.device, workers=workers, batch_sampler=sampler), sampler
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
     # Drop the last partial batch: a batch of 1 breaks BatchNorm; keep it when it is the only batch.
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=per_rank > batch_size), sampler
+    return make_loader(dataset, device=ctx.device, workers=workers, batch_size=batch_size, sampler=sampler,
+                       drop_last=per_rank > batch_size), sampler
 
 
-def stats_loader(dataset, batch_size: int, ctx: DistContext) -> DataLoader:
+def stats_loader(dataset, batch_size: int, ctx: DistContext, workers: int = 0) -> DataLoader:
     """This rank's shard once, in order, for the clean pass of precise BatchNorm; a last partial batch is left
     out when there is more than one batch (train-mode BatchNorm fails on a batch of 1)."""
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=len(sampler) > batch_size)
+    return make_loader(dataset, device=ctx.device, workers=workers, batch_size=batch_size, sampler=sampler,
+                       drop_last=len(sampler) > batch_size)
 
 
 def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, *, semi: bool,
                 ctx: DistContext, progress: bool, desc: str, augment: AugmentConfig | None = None,
-                ramp: Sequence[float] | None = None) -> dict:
+                ramp: Sequence[float] | None = None, precision: Precision = FP32,
+                scaler: torch.amp.GradScaler | None = None) -> dict:
     """One pass over `loader`; returns the mean loss, loss parts, throughput and last lr.
 
     With `augment` enabled, every forward pass of a batch sees the same augmented copy of it. `ramp[i]`
-    scales EntMin and VAT in batch i (training/rampup.py; None = 1 throughout)."""
+    scales EntMin and VAT in batch i (training/rampup.py; None = 1 throughout). `precision`: autocast
+    of the forward passes and, for fp16, loss scaling (training/precision.py) with `scaler`, which a
+    training step keeps across its epochs (a fresh one would re-learn its scale every epoch)."""
     objective.train()
+    scaler = scaler or precision.scaler()
     sums: dict[str, float] = {}
     n_batches, n_items, lr, started = 0, 0, None, time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and ctx.is_main), leave=False)
+    bar = tqdm(feed(loader, ctx.device), total=len(loader), desc=desc, unit="batch",
+               disable=not (progress and ctx.is_main), leave=False)
     for i, batch in enumerate(bar):
         x, mask, targets = _unpack(batch, ctx.device)
         if augment is not None and augment.enabled:
             x = augment_batch(x, augment)
         optimizer.zero_grad(set_to_none=True)
-        loss, parts = objective(x, mask, targets, semi, 1.0 if ramp is None else ramp[i])
-        loss.backward()
-        optimizer.step()
+        with precision.autocast():
+            loss, parts = objective(x, mask, targets, semi, 1.0 if ramp is None else ramp[i])
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)  # a plain optimizer.step() unless fp16 scaling is on
+        scaler.update()
         lr = optimizer.param_groups[0]["lr"]  # the rate this batch used (a restart may follow)
         scheduler.step()
         n_batches += 1
@@ -159,31 +171,35 @@ def _unpack(batch, device: str):
     model's channels_last weights make the convolutions pick that layout."""
     if len(batch) == 4:  # RecordingDataset: frames [B,N,1,S,S], mask [B,N], targets, rows
         frames, mask, targets, _ = batch
-        return frames.to(device), mask.to(device), targets.to(device)
+        return to_device(frames, device), to_device(mask, device), to_device(targets, device)
     images, targets, _ = batch  # FrameDataset: images [B,1,S,S]
-    return images.to(device), None, targets.to(device)
+    return to_device(images, device), None, to_device(targets, device)
 
 
-def clean_forward(device: str):
+def clean_forward(device: str, precision: Precision = FP32):
     """forward(model, batch) on a training loader's batch without perturbation (precise BatchNorm)."""
     def forward(model: nn.Module, batch) -> dict:
         x, mask, _ = _unpack(batch, device)
-        return head_logits(model, x, mask)
+        with precision.autocast():
+            return head_logits(model, x, mask)
     return forward
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, dataset: RecordingDataset, batch_size: int, ctx: DistContext) -> dict:
+def predict_logits(model: nn.Module, dataset: RecordingDataset, batch_size: int, ctx: DistContext, *,
+                   precision: Precision = FP32, workers: int = 0) -> dict:
     """Eval-mode logits {name: [len(dataset), C]} in dataset order; rows sharded over ranks, gathered."""
     was_training = model.training
     model.eval()
     mine = shard(len(dataset), ctx)
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(mine), batch_size):
-        items = [dataset[i] for i in mine[start:start + batch_size]]
-        frames = torch.stack([it[0] for it in items]).to(ctx.device)
-        mask = torch.stack([it[1] for it in items]).to(ctx.device)
-        for k, v in model(frames, mask).items():
+    # A private generator: the loader's base seed must not draw from torch's global one (training's stream).
+    loader = make_loader(Subset(dataset, mine), device=ctx.device, workers=workers, batch_size=batch_size,
+                         generator=torch.Generator())
+    for frames, mask, _, _ in feed(loader, ctx.device):
+        with precision.autocast():
+            logits = model(to_device(frames, ctx.device), to_device(mask, ctx.device))
+        for k, v in logits.items():
             parts.setdefault(k, []).append(v.float().cpu().numpy())
     model.train(was_training)
     local = (mine, {k: np.concatenate(v) for k, v in parts.items()})

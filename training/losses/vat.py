@@ -17,13 +17,18 @@ weights the NEW batch — the opposite of TF's decay — so 0 freezes mean/var b
 Eval-mode statistics instead would make the perturbed forward a different function from the
 clean one.)
 
+Mixed precision (training/precision.py): the power iteration runs with autocast off, in float32 —
+at xi = 0.1 the finite difference is already near float32's resolution, and bf16 keeps 8 bits of
+mantissa, so under autocast it would measure rounding noise. The final perturbed forward, whose
+perturbation is eps (hundreds of times xi), runs at the caller's precision.
+
 In kind="multi" with concat fusion the padded frames get no gradient, so the whole eps lands on
 the real frames of a recording.
 """
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
@@ -102,13 +107,22 @@ def vat_loss(
     """
     if cfg.n_power < 1:
         raise ValueError(f"VAT n_power must be >= 1, got {cfg.n_power}")
-    clean = {k: v.detach() for k, v in clean_logits.items()}
+    # float32 (or the caller's float64) logits: under autocast the clean forward's are bf16/fp16
+    clean = {k: v.detach().to(torch.promote_types(v.dtype, torch.float32)) for k, v in clean_logits.items()}
     x = x.detach()
     # Drawn in float32 whatever the input dtype, so a float64 check sees the same start direction.
     d = _unit(torch.randn(x.shape, generator=generator).to(device=x.device, dtype=x.dtype))
     with frozen_bn_stats(model):
-        for _ in range(cfg.n_power):
-            d = (cfg.xi * d).requires_grad_()
-            distance = kl_from_logits(clean, model_fn(x + d))
-            d = _unit(torch.autograd.grad(distance, d)[0].detach())
+        with full_precision(x.device.type):
+            for _ in range(cfg.n_power):
+                d = (cfg.xi * d).requires_grad_()
+                distance = kl_from_logits(clean, model_fn(x + d))
+                d = _unit(torch.autograd.grad(distance, d)[0].detach())
         return kl_from_logits(clean, model_fn(x + cfg.eps_for(x) * d))
+
+
+def full_precision(device_type: str):
+    """Autocast off inside (when it is on): the forwards run in the weights' dtype, float32."""
+    if not torch.is_autocast_enabled(device_type):
+        return nullcontext()
+    return torch.autocast(device_type, enabled=False)
