@@ -40,8 +40,8 @@ class DataConfig:
     jitter: bool = True  # training: random frame inside each bin instead of the bin's middle one
     label_fraction: float = 1.0  # experiments: keep this fraction of each label's training annotations
     label_fraction_seed: int = 0
-    # experiments: draw the kept annotations one per class first (as many classes as the count allows), so
-    # the same NUMBER of labels covers the classes; tests whether coverage or count limits a label budget
+    # research override (research/experiments' per-class arm; product runs leave it off): draw the kept annotations
+    # one per class first (as many classes as the count allows), so the same NUMBER of labels covers the classes
     label_fraction_per_class: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training batches only
 

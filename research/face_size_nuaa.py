@@ -1,5 +1,5 @@
 """How large are nuaa's faces, and would a face crop make them larger? A feasibility probe for the next
-preprocessing step, not part of the product (docs/results.md, "Why nuaa misses the bar").
+preprocessing step, not part of the product (docs/results.md, "Known limits").
 
 OpenCV's bundled Haar frontal-face cascade looks at every third frame of every nuaa recording. Printed per
 face_source class: the share of frames with a face, the recordings without any, and the median width of the
@@ -7,8 +7,8 @@ largest face in the 256 x 192 frame, with what that width becomes in the grid's 
 padded to a square) and in a 64 px crop of the face with a margin of half its width on each side.
 OpenCV is not a project dependency; in a throwaway virtualenv:
 
-    python -m venv /tmp/cv && /tmp/cv/bin/pip install "opencv-python-headless<5" numpy
-    /tmp/cv/bin/python benchmarks/face_size_nuaa.py [--data /work/shared/benchmarks/nuaa]
+    python -m venv CV_VENV && CV_VENV/bin/pip install "opencv-python-headless<5" numpy
+    CV_VENV/bin/python research/face_size_nuaa.py [--data NUAA_FOLDER]
 """
 import argparse
 import csv
@@ -17,14 +17,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from face_crop_nuaa import haar_cascade, largest_face  # the same detector as the crops (run as a script)
+from face_crop_nuaa import DATA, haar_cascade, largest_face  # the same detector as the crops (run as a script)
 
 INPUT, MARGIN = 64, 0.5
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/benchmarks/nuaa"))
+    ap.add_argument("--data", type=Path, default=DATA, help=f"nuaa benchmark folder (default {DATA})")
     a = ap.parse_args()
     cascade = haar_cascade()
     with open(a.data / "truth.csv", newline="", encoding="utf-8") as fh:

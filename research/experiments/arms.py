@@ -4,13 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA_ROOT = Path("/work/shared/benchmarks")
+# Default inputs: the shared data folder beside the repository (../shared/benchmarks); --data-root overrides it.
+DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+# Default outputs: run summaries and run directories stay out of the repository; --out / --work override them.
+OUT_ROOT = Path.home() / ".cache" / "recmeta" / "research"
 FRACTIONS = (0.1, 0.3, 1.0)
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """CPU-cheap training settings of one benchmark (a 2-core machine runs the grid)."""
+    """CPU-cheap training settings of one benchmark (the grid runs on 2 CPU cores)."""
 
     frames: int  # frames per recording
     image_size: int
@@ -24,6 +27,8 @@ BENCHES = {
     "nuaa": BenchSettings(frames=10, image_size=64, epochs_per_step=2, batch_size=12),
     "facemask": BenchSettings(frames=1, image_size=64, epochs_per_step=2, batch_size=32, max_train_recordings=600),
 }
+# any other benchmark folder: nuaa's settings (several frames per recording), overridable with --settings
+DEFAULT_SETTINGS = BENCHES["nuaa"]
 CV_FOLDS = {"nuaa": 5}  # subject folds of the cross-validated label budget (3 test people per split are few)
 CV_LONGER = (4, 10)  # epochs per S4L step of the cross-validated longer-training variants (nuaa: 2; the thesis: 10)
 # input sides of the cross-validated larger-input variants (nuaa: 64, whole 256x192 webcam frames, so a face is
@@ -32,11 +37,11 @@ CV_SIZES = (128,)
 # frames kept per recording (DataConfig.max_preload_frames) of the cross-validated every-frame variant: the grid keeps
 # `frames` (10), so training sees the same 10 of nuaa's 24 frames every epoch; the product keeps up to 32 and jitters
 CV_FRAME_POOLS = (24,)
-# new seeds (new label draws and initialisations) that replicate a cross-validated result after it was found on
-# seeds 0-4, one block per replication (docs/results.md: the seventh session's 5-9, the eighth's 10-19); the bar rows
-# give each block apart and all seeds together, the plain budget's detail tables keep the first seeds.
-FRESH_SEED_BLOCKS = ((5, 6, 7, 8, 9), tuple(range(10, 20)))
-FRESH_SEEDS = tuple(s for block in FRESH_SEED_BLOCKS for s in block)
+# new seeds (new label draws and initialisations) that replicate a cross-validated result found on seeds 0-4, one
+# block per replication (5-9, then 10-19); the bar rows give each block apart and all seeds together, the plain
+# budget's detail tables keep the first seeds.
+REPLICATION_SEED_BLOCKS = ((5, 6, 7, 8, 9), tuple(range(10, 20)))
+REPLICATION_SEEDS = tuple(s for block in REPLICATION_SEED_BLOCKS for s in block)
 # S4L arms cross-validated besides the full recipe (docs/results.md says why)
 CV_PROBES = ("sup_weight1", "best_step", "rampup", "two_steps")
 QUICK = {"frames": 2, "image_size": 32, "epochs_per_step": 1, "max_train_recordings": 40}
@@ -123,18 +128,23 @@ def plan(bench: str, seeds: tuple[int, ...]) -> list[Arm]:
         # bar missed)
         runs += [Arm(r, f, s, fusion="mean", fold=k, epochs=e) for e in CV_LONGER for f in FRACTIONS[:2]
                  for r in ("supervised", "s4l") for s in seeds for k in range(CV_FOLDS[bench])]
-        # ... and larger input, both arms and budgets (the sixth session's lever; docs/results.md)
+        # ... and larger input, both arms and budgets (a face is ~20 px wide at 64 px)
         runs += [Arm(r, f, s, fusion="mean", fold=k, image_size=px) for px in CV_SIZES for f in FRACTIONS[:2]
                  for r in ("supervised", "s4l") for s in seeds for k in range(CV_FOLDS[bench])]
-        # ... with every label, supervised: what the larger input can learn at all (the ninth session's face crops)
+        # ... with every label, supervised: what the larger input can learn at all (its ceiling)
         runs += [Arm("supervised", FRACTIONS[2], s, fusion="mean", fold=k, image_size=px) for px in CV_SIZES
                  for s in seeds for k in range(CV_FOLDS[bench])]
-        # ... and every frame of a recording for the training jitter (the eighth session's lever)
+        # ... and every frame of a recording for the training jitter 
         runs += [Arm(r, f, s, fusion="mean", fold=k, frame_pool=n) for n in CV_FRAME_POOLS for s in seeds
                  for f in FRACTIONS[:2] for r in ("supervised", "s4l") for k in range(CV_FOLDS[bench])]
-    if BENCHES[bench].max_train_recordings:  # the left-out training subjects as unlabelled data
+    if settings_for(bench).max_train_recordings:  # the left-out training subjects as unlabelled data
         runs += [Arm(r, f, s, pool="all") for f in FRACTIONS[:2] for s in seeds for r in ("supervised", "s4l")]
     return runs
+
+
+def settings_for(bench: str) -> BenchSettings:
+    """The grid's settings of a benchmark: its own when known, else DEFAULT_SETTINGS."""
+    return BENCHES.get(bench, DEFAULT_SETTINGS)
 
 
 def bench_paths(bench: str, data_root: Path = DATA_ROOT) -> dict[str, Path]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from training.metrics import balanced_accuracy
 
-from .arms import CV_FOLDS, CV_FRAME_POOLS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, FRESH_SEED_BLOCKS, FRESH_SEEDS
+from .arms import CV_FOLDS, CV_FRAME_POOLS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, REPLICATION_SEED_BLOCKS, REPLICATION_SEEDS
 from .summaries import fmt, mean_bal, spread
 from .tables import ARM_PAIR, ExportLabels, bar_cells
 
@@ -130,7 +130,7 @@ def _fold_mean_lines(summaries: dict, labels: dict, header: list[str]) -> list[s
 
 def _variant_scores(summaries: dict, k: int) -> list[tuple[float, str, dict, dict]]:
     """(labels kept, how the table names it, supervised `pooled`, S4L `pooled`) of every VARIANTS entry; a variant
-    that has FRESH_SEEDS runs comes as three entries: the other seeds, the fresh ones, and all of them."""
+    that has REPLICATION_SEEDS runs comes as three entries: the other seeds, the fresh ones, and all of them."""
     scores = []
     for f, variant, what in VARIANTS:
         sup, s4l = (pooled(summaries, r, f, k, **variant) for r in ARM_PAIR)
@@ -139,13 +139,13 @@ def _variant_scores(summaries: dict, k: int) -> list[tuple[float, str, dict, dic
 
 
 def seed_groups(*arms: dict[int, dict]) -> list[tuple[str, tuple[dict, ...]]]:
-    """[("", arms)] unless the arms hold FRESH_SEEDS; then the seeds before them, each block of fresh ones, and all
+    """[("", arms)] unless the arms hold REPLICATION_SEEDS; then the seeds before them, each block of fresh ones, and all
     (when there is more than one group)."""
     seeds = sorted(set().union(*arms))
-    fresh = [(block, "fresh seeds") for block in ([s for s in seeds if s in b] for b in FRESH_SEED_BLOCKS) if block]
+    fresh = [(block, "fresh seeds") for block in ([s for s in seeds if s in b] for b in REPLICATION_SEED_BLOCKS) if block]
     if not fresh:
         return [("", arms)]
-    groups = [(chosen, label) for chosen, label in [([s for s in seeds if s not in FRESH_SEEDS], "seeds"), *fresh]
+    groups = [(chosen, label) for chosen, label in [([s for s in seeds if s not in REPLICATION_SEEDS], "seeds"), *fresh]
               if chosen]
     groups += [(seeds, "seeds")] if len(groups) > 1 else []
     return [(f", {label} {_seed_range(chosen)}", tuple({s: a[s] for s in chosen if s in a} for a in arms))
@@ -200,9 +200,9 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
         if sup or s4l:
             lines.append(f"| {round(f * 100)} %{what} | s4l | {_pooled_bar_cells(sup, s4l)} |")
     # the detail tables describe the seeds the budget was first run on; fresh seeds have their rows above
-    fresh = {s["arm"]["seed"] for s in cv_runs(summaries)} & set(FRESH_SEEDS)
-    first = {key: s for key, s in summaries.items() if s["arm"]["seed"] not in FRESH_SEEDS}
-    scores = {key: {s: v for s, v in seeds.items() if s not in FRESH_SEEDS} for key, seeds in scores.items()}
+    fresh = {s["arm"]["seed"] for s in cv_runs(summaries)} & set(REPLICATION_SEEDS)
+    first = {key: s for key, s in summaries.items() if s["arm"]["seed"] not in REPLICATION_SEEDS}
+    scores = {key: {s: v for s, v in seeds.items() if s not in REPLICATION_SEEDS} for key, seeds in scores.items()}
     seeds = sorted({s["arm"]["seed"] for s in cv_runs(first)})
     any_run = next(v for v in scores["s4l", FRACTIONS[0]].values())
     lines += ["", "Per label (pooled balanced accuracy %, mean ± std over seeds"
@@ -220,7 +220,7 @@ def cv_section(bench: str, summaries: dict, out: Path, paths: dict | None = None
         splits = [json.loads((out / bench / f"split_cv{i}.json").read_text(encoding="utf-8")) for i in range(k)]
         lines += coverage_lines(first, export, splits, seeds)
         for fields, what in dict.fromkeys((tuple(v.items()), w) for _, v, w in VARIANTS):  # fresh seeds' draws
-            variant_fresh = sorted({s["arm"]["seed"] for s in cv_runs(summaries, **dict(fields))} & set(FRESH_SEEDS))
+            variant_fresh = sorted({s["arm"]["seed"] for s in cv_runs(summaries, **dict(fields))} & set(REPLICATION_SEEDS))
             if variant_fresh:
                 lines += coverage_lines(summaries, export, splits, variant_fresh, (dict(fields), what))
     return lines + [""]

@@ -1,13 +1,12 @@
 """The same cross-validated runs on two versions of a benchmark's input: did the new input change each arm?
 
 Two --out dirs hold runs of the same ids (arms, seeds, folds, label subsets) trained on different inputs, e.g.
-nuaa's whole frames (`docs/reruns`) and the ninth session's face crops (`docs/face_crop`, made by
-`benchmarks/face_crop_nuaa.py`). Per arm and budget, each seed's pooled score (cv_tables.pooled: the folds'
+nuaa's whole frames and nuaa cropped to the face (made by `research/face_crop_nuaa.py`). Per arm and budget, each seed's pooled score (cv_tables.pooled: the folds'
 confusions added up) on each input and the new minus the old, for the mean over labels and for each label, with
 a two-sided one-sample t-test over seeds (machines.lead_test; n = the seeds both dirs finished; none for one seed). machines.py asks
 the other question: S4L against the supervised arm within one input.
 
-    python -m training.experiments.inputs_compare docs/reruns docs/face_crop --variant image_size=128
+    python -m research.experiments.inputs_compare OUT_WHOLE_FRAMES OUT_FACE_CROPS --variant image_size=128
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""nuaa with every frame cropped to its face: the derived benchmark of the ninth session's face-crop experiment
-(docs/results.md, "Ninth session: the face crop"). Not part of the product: it asks whether a larger face makes wearing_glasses and
+"""nuaa with every frame cropped to its face: the derived benchmark of the face-crop experiment
+(docs/results.md, "Known limits"). Not part of the product: it asks whether a larger face makes wearing_glasses and
 photo_motion learnable, and S4L's lead larger, before anyone builds a face detector into serving.
 
 OpenCV's bundled Haar frontal-face cascade looks at every frame; its largest face counts when its width is within
@@ -10,8 +10,8 @@ the centre of the nearest frame with one; a recording without any keeps its whol
 outside the frame. The export, label config, tasks and truth.csv are copied unchanged (frame URLs stay valid under
 the new data root); `crops.json` records every crop box and the OpenCV version. In a throwaway virtualenv:
 
-    python -m venv /tmp/cv && /tmp/cv/bin/pip install "opencv-python-headless<5" numpy pillow
-    /tmp/cv/bin/python benchmarks/face_crop_nuaa.py --out /tmp/face-crop   # then --data-root /tmp/face-crop
+    python -m venv CV_VENV && CV_VENV/bin/pip install "opencv-python-headless<5" numpy pillow
+    CV_VENV/bin/python research/face_crop_nuaa.py --out CROPS   # then research.experiments --data-root CROPS
 """
 import argparse
 import json
@@ -22,12 +22,13 @@ import numpy as np
 from PIL import Image
 
 WIDTH_RANGE, SIDE = (0.6, 1.6), 2.0  # plausible face widths (x the median); crop side (x the median face width)
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "nuaa"  # ../shared beside the repo
 COPIED = ("export.json", "label_config.xml", "tasks.json", "truth.csv")
 
 
 def haar_cascade():
     """OpenCV's bundled frontal-face detector (4.x: OpenCV 5 moved the Haar cascades out of the main package);
-    imported here so crop_boxes is testable without OpenCV. benchmarks/face_size_nuaa.py uses it too."""
+    imported here so crop_boxes is testable without OpenCV. research/face_size_nuaa.py uses it too."""
     import cv2
 
     return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
@@ -59,7 +60,7 @@ def crop_boxes(faces: list[tuple[int, int, int, int] | None]) -> list[tuple[int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/benchmarks/nuaa"))
+    ap.add_argument("--data", type=Path, default=DATA, help=f"nuaa benchmark folder (default {DATA})")
     ap.add_argument("--out", type=Path, required=True, help="new data root; the benchmark goes to OUT/nuaa")
     a = ap.parse_args()
     import cv2

@@ -116,7 +116,7 @@ def step_check_section(bench: str, out: Path) -> list[str]:
             "(mean ± std over seeds), beside the supervised arm of the same labels; step 3 is the run's model "
             f"(its scores equal the summary's in {matched} of {len(checks)} runs"
             + ("" if matched == len(checks) else "; the others' run directories were rerun since")
-            + "). Command: `python -m training.experiments --bench "
+            + "). Command: `python -m research.experiments --bench "
             f"{bench} --out OUT --work WORK --step-check 'RUN_ID_GLOB'`.", "",
             "| labels kept, variant, seeds | supervised only | S4L after step 1 | after step 2 | after step 3 |",
             "|---|---|---|---|---|", *means, "", "Per label:", "",

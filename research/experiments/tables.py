@@ -149,7 +149,7 @@ def steps_section(bench: str, summaries: dict, fusion: str = "concat") -> list[s
     lines = [f"### Contribution of each step and of each unsupervised loss ({title})", "",
              "Steps: the S4L runs' metrics.json `steps` (best epoch of each step), scored by training.fit on the "
              "test recordings' EXPORT annotations (partial: " + _export_test_n(summaries) + "), not truth.csv. "
-             "Ablations and probes: full recipe with one change (see S4L_ARMS in training/experiments/arms.py), "
+             "Ablations and probes: full recipe with one change (see S4L_ARMS in research/experiments/arms.py), "
              "scored on truth.csv; probes run only cross-validated are in that table.", "",
              "| labels kept | after step 1 | after step 2 | after step 3 | step-3 model on truth.csv |", "|---|---|---|---|---|"]
     for f in FRACTIONS:

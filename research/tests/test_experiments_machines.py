@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from training.experiments import inputs_compare, machines
-from training.experiments.summaries import load_summaries
+from research.experiments import inputs_compare, machines
+from research.experiments.summaries import load_summaries
 
 
 def _summary(recipe, fraction, seed, fold, right):

@@ -1,8 +1,8 @@
-"""benchmarks/face_crop_nuaa.py's crop boxes (the ninth session's face-crop experiment; OpenCV is not needed here)."""
+"""research/face_crop_nuaa.py's crop boxes (OpenCV is not needed here)."""
 import importlib.util
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("face_crop_nuaa", Path(__file__).parents[1] / "benchmarks" / "face_crop_nuaa.py")
+spec = importlib.util.spec_from_file_location("face_crop_nuaa", Path(__file__).parents[1] / "face_crop_nuaa.py")
 face_crop = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(face_crop)
 

@@ -1,4 +1,4 @@
-"""training.experiments: the grid, the arms' configurations, and one tiny end-to-end pass on synthetic data."""
+"""research.experiments: the grid, the arms' configurations, and one tiny end-to-end pass on synthetic data."""
 import json
 import shutil
 import subprocess
@@ -11,20 +11,20 @@ import pytest
 import torch
 
 from training import evaluate
-from training.experiments import doc, runner, tables
-from training.experiments.__main__ import main as experiments_main
-from training.experiments.arms import (
+from research.experiments import doc, runner, tables
+from research.experiments.__main__ import main as experiments_main
+from research.experiments.arms import (
     ABLATIONS, ARMS, BENCHES, CV_FRAME_POOLS, CV_LONGER, CV_PROBES, CV_SIZES, FRACTIONS, PROBES, S4L_ARMS, Arm, BenchSettings,
     bench_paths, plan,
 )
-from training.experiments.bn_check import bn_check, bn_check_section
-from training.experiments.summaries import group, spread
+from research.experiments.bn_check import bn_check, bn_check_section
+from research.experiments.summaries import group, spread
 from training.export_reader import read_export
 from training.schema import load_label_config
 from training.synthetic import generate
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_plan_pairs_both_arms_on_the_same_fractions_and_seeds():
@@ -221,7 +221,7 @@ def test_doc_has_tables_plots_and_commands(grid):
 
 
 def test_the_package_runs_as_a_module():
-    proc = subprocess.run([sys.executable, "-m", "training.experiments", "--bench", "all", "--bn-check", "x"],
+    proc = subprocess.run([sys.executable, "-m", "research.experiments", "--bench", "all", "--bn-check", "x"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2 and "--bn-check needs --bench nuaa or facemask" in proc.stderr
 
@@ -338,7 +338,7 @@ def _cv_summary(recipe, seed, fold, confusion, **variant):
 
 
 def test_cross_validated_score_pools_the_folds_test_confusions():
-    from training.experiments.cv_tables import pooled
+    from research.experiments.cv_tables import pooled
 
     runs = [_cv_summary("s4l", 0, 0, [[2, 0], [1, 1]]), _cv_summary("s4l", 0, 1, [[0, 0], [0, 4]]),
             _cv_summary("s4l", 1, 0, [[1, 1], [0, 2]]),  # seed 1 lacks fold 1: left out
@@ -358,7 +358,7 @@ def test_cross_validated_score_pools_the_folds_test_confusions():
 
 
 def test_variant_table_gives_each_label_pooled_over_the_folds_for_both_arms():
-    from training.experiments.cv_tables import _variant_label_lines, _variant_scores
+    from research.experiments.cv_tables import _variant_label_lines, _variant_scores
 
     runs = [_cv_summary("supervised", 0, 0, [[2, 0], [1, 1]], image_size=128),
             _cv_summary("supervised", 0, 1, [[0, 0], [0, 4]], image_size=128),
@@ -372,7 +372,7 @@ def test_variant_table_gives_each_label_pooled_over_the_folds_for_both_arms():
 
 
 def test_a_variant_with_fresh_seeds_is_tabled_for_the_old_seeds_the_fresh_ones_and_all():
-    from training.experiments.cv_tables import _pooled_bar_cells, _variant_scores
+    from research.experiments.cv_tables import _pooled_bar_cells, _variant_scores
 
     def seed(recipe, s, right):  # both folds of one seed; `right` of 2 per class right in each
         return [_cv_summary(recipe, s, k, [[right, 2 - right], [2 - right, right]], epochs=10) for k in range(2)]
@@ -392,7 +392,7 @@ def test_a_variant_with_fresh_seeds_is_tabled_for_the_old_seeds_the_fresh_ones_a
 
 
 def test_plain_budget_rows_split_fresh_seeds_and_the_detail_tables_keep_the_first_ones(tmp_path, monkeypatch):
-    from training.experiments import cv_tables
+    from research.experiments import cv_tables
 
     monkeypatch.setitem(cv_tables.CV_FOLDS, "nuaa", 2)
     (tmp_path / "nuaa").mkdir()
@@ -426,7 +426,7 @@ def test_sections_without_any_of_their_runs_are_left_out(tmp_path):
 
 
 def test_fold_mean_table_scores_each_fold_alone_not_pooled():
-    from training.experiments.cv_tables import _fold_mean_lines
+    from research.experiments.cv_tables import _fold_mean_lines
 
     runs = [_cv_summary("supervised", 0, 0, [[2, 0], [2, 0]]), _cv_summary("supervised", 0, 1, [[0, 2], [0, 2]])]
     for run in runs:  # each fold alone: 50 %; pooled: A 2 of 4, B 2 of 4, also 50 % (and the runner's own figure)
@@ -440,7 +440,7 @@ def test_fold_mean_table_scores_each_fold_alone_not_pooled():
 
 def test_cross_validated_runs_end_to_end(tmp_path, monkeypatch):
     """Two folds x both arms on a synthetic 'nuaa': every subject tested once, the doc pools both folds."""
-    from training.experiments import arms, cv_tables
+    from research.experiments import arms, cv_tables
 
     monkeypatch.setitem(arms.CV_FOLDS, "nuaa", 2)
     generate(tmp_path / "nuaa", recordings=24, subjects=8, frames=2, size=32, label_fraction=0.6, seed=1)
@@ -474,10 +474,10 @@ def test_cross_validated_runs_end_to_end(tmp_path, monkeypatch):
 
 
 def test_step_check_scores_every_step_and_the_pseudo_labels_on_truth(tmp_path):
-    from training.experiments.cv_tables import pooled
-    from training.experiments.run_inputs import run_inputs
-    from training.experiments.step_check import step_check, step_check_section
-    from training.experiments.summaries import fmt, load_summaries
+    from research.experiments.cv_tables import pooled
+    from research.experiments.run_inputs import run_inputs
+    from research.experiments.step_check import step_check, step_check_section
+    from research.experiments.summaries import fmt, load_summaries
 
     root, out, work = tmp_path / "bench", tmp_path / "out", tmp_path / "work"
     generate(root / "nuaa", recordings=30, subjects=10, frames=2, size=32, label_fraction=0.6, seed=2)
@@ -503,7 +503,7 @@ def test_step_check_scores_every_step_and_the_pseudo_labels_on_truth(tmp_path):
 
 
 def test_seed_groups_give_each_block_of_fresh_seeds_apart_and_all_seeds_together():
-    from training.experiments.cv_tables import seed_groups
+    from research.experiments.cv_tables import seed_groups
 
     arm = {s: s for s in (0, 1, 5, 6, 10, 11)}
     assert [(name, sorted(a)) for name, (a,) in seed_groups(arm)] == [

@@ -16,7 +16,7 @@ from training.frame_source import FrameFetcher, FrameSourceConfig
 from training.metrics import evaluate, expected_calibration_error, reliability_bins
 from training.schema import load_label_config
 
-from .arms import BENCHES, CV_FOLDS, DATA_ROOT, QUICK, S4L_ARMS, Arm, BenchSettings, bench_paths, plan
+from .arms import CV_FOLDS, DATA_ROOT, QUICK, S4L_ARMS, Arm, BenchSettings, bench_paths, plan, settings_for
 from .run_inputs import truth_matrix
 
 
@@ -167,7 +167,7 @@ def run_arm(arm: Arm, bench: str, settings: BenchSettings, paths: dict, split: d
 
 def machine_facts() -> dict:
     """What the run's figures depend on besides its config: the same seeds gave different runs on another CPU
-    (float rounding of the kernels torch picks for it; docs/results.md, "Rerun on another machine")."""
+    (float rounding of the kernels torch picks for it)."""
     import platform
 
     import torch
@@ -184,12 +184,15 @@ def machine_facts() -> dict:
 
 def command_for(bench: str, arm: Arm, out: Path, data_root: Path = DATA_ROOT) -> str:
     root = "" if data_root == DATA_ROOT else f" --data-root {data_root}"  # a derived benchmark (e.g. face crops)
-    return f"python -m training.experiments --bench {bench} --out {out}{root} --only {arm.run_id}"
+    return f"python -m research.experiments --bench {bench} --out {out}{root} --only {arm.run_id}"
 
 
 def run_bench(bench: str, out: Path, work: Path, seeds: tuple[int, ...], quick: bool, only: set[str] | None,
-              threads: int, data_root: Path = DATA_ROOT) -> list[dict]:
-    settings = replace(BENCHES[bench], **QUICK) if quick else BENCHES[bench]
+              threads: int, data_root: Path = DATA_ROOT, overrides: dict | None = None) -> list[dict]:
+    try:
+        settings = replace(settings_for(bench), **{**(overrides or {}), **(QUICK if quick else {})})
+    except TypeError as exc:
+        raise SystemExit(f"--settings: {exc} (fields: {', '.join(BenchSettings.__dataclass_fields__)})") from exc
     paths = bench_paths(bench, data_root)
     split_path = out / bench / "split.json"
     if split_path.exists():

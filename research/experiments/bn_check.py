@@ -77,7 +77,7 @@ def bn_check_section(bench: str, out: Path) -> list[str]:
     lines = [f"### BatchNorm check ({bench})", "",
              "Validation and test mean balanced accuracy % (truth.csv) of the kept checkpoints in eval mode: with the stored "
              "BatchNorm running statistics vs re-estimated on clean training recordings (same weights); "
-             "predicted class counts in brackets. Command: `python -m training.experiments --bench "
+             "predicted class counts in brackets. Command: `python -m research.experiments --bench "
              f"{bench} --bn-check RUN_ID`.", "",
              "| run | checkpoint | val, stored stats | val, re-estimated | test, stored stats | test, re-estimated |",
              "|---|---|---|---|---|---|"]

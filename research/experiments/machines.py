@@ -1,17 +1,17 @@
 """S4L's cross-validated lead, pooled over machines that ran the same seeds: is it there at all?
 
-The bar (docs/results.md) asks for a lead larger than the seed spread. This asks a weaker question the
+The bar (a lead larger than the seed spread) asks for a lead larger than the seed spread. This asks a weaker question the
 bar cannot answer: is the lead above zero? Each out dir holds one machine's runs of the same arms, seeds,
-splits and label subsets (a machine is a new draw of the training path, docs/training.md). A seed's
+splits and label subsets (a CPU type is a new draw of the training path). A seed's
 machines share its label subset and initialisation, so they are not independent draws: the test is a
 one-sample t-test over seeds of the per-seed lead averaged over machines (n = seeds, not seeds x machines).
 With one out dir it is the paired t-test of that machine's seeds. `--seeds` and `--variant` pick the runs
-(the seventh session's replication: 10 epochs per step on fresh seeds); `--label` tests one label's pooled
+(e.g. a replication: 10 epochs per step on new seeds); `--label` tests one label's pooled
 balanced accuracy instead of the mean over labels (which label carries the lead).
 
-    python -m training.experiments.machines docs/results docs/reruns --bench nuaa
-    python -m training.experiments.machines docs/reruns --variant epochs=10 --seeds 5,6,7,8,9
-    python -m training.experiments.machines docs/reruns --variant epochs=10 --label face_source
+    python -m research.experiments.machines OUT_A OUT_B --bench nuaa
+    python -m research.experiments.machines OUT_B --variant epochs=10 --seeds 5,6,7,8,9
+    python -m research.experiments.machines OUT_B --variant epochs=10 --label face_source
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def table(outs: list[Path], bench: str, seeds: tuple[int, ...] | None = None, va
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("outs", nargs="+", type=Path, help="one --out dir of training.experiments per machine")
+    ap.add_argument("outs", nargs="+", type=Path, help="one --out dir of research.experiments per machine")
     ap.add_argument("--bench", default="nuaa", choices=sorted(CV_FOLDS))
     ap.add_argument("--seeds", help="comma-separated seeds to test (default: every seed the out dirs share)")
     ap.add_argument("--variant", action="append", default=[], metavar="FIELD=VALUE",
