@@ -114,7 +114,7 @@ class RecipeConfig:
     # fine-tuning on the few true labels must beat step 2 on validation to be kept.
     final_model: str = "last_step"
     seed: int = 0
-    channels_last: bool = True  # ~1.7x faster CPU training (docs/cpu-facts)
+    channels_last: bool = True  # ~1.7x faster CPU training (docs/training.md, "CPU facts")
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default
     progress: bool = True  # tqdm bars
 

@@ -2,7 +2,7 @@
 
 `load_recordings` fetches, decodes and preprocesses every recording's frames ONCE and caches them on
 disk per recording (uint8 pixel codes, or float16 when standardising), so re-runs skip the decoding
-that costs as much as the model itself (docs/cpu-facts). A recording with a frame that cannot be
+that costs as much as the model itself (docs/training.md, "CPU facts"). A recording with a frame that cannot be
 fetched or decoded is reported (recording id + reason) and left out.
 
 Two views over the same store: `RecordingDataset` (N frames per recording, padded + masked; the

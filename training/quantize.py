@@ -1,7 +1,7 @@
 """Optional static int8 quantisation (QDQ, per-channel weights) of an exported recording model.
 
 Static QDQ runs ~20 % faster than fp32 on the AVX-512 CPUs we serve from; DYNAMIC int8 is 10-20x
-slower there (docs/cpu-facts.md), so it is not offered. Activation ranges are calibrated on sample
+slower there (docs/training.md, "CPU facts"), so it is not offered. Activation ranges are calibrated on sample
 batches of real training frames. The int8 file is kept only if its validation score (mean balanced
 accuracy from the caller's callback) is at most `max_drop_points` percentage points below fp32.
 """

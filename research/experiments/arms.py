@@ -1,11 +1,13 @@
 """What the grid runs: the benchmarks and their CPU-cheap settings, the arms, and `plan` (the run order)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-# Default inputs: the shared data folder beside the repository (../shared/benchmarks); --data-root overrides it.
-DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+# Default inputs: the shared data folder beside the repository (../shared/benchmarks) or $RECMETA_SHARED/benchmarks;
+# --data-root overrides both.
+DATA_ROOT = Path(os.environ.get("RECMETA_SHARED") or Path(__file__).resolve().parents[2].parent / "shared") / "benchmarks"
 # Default outputs: run summaries and run directories stay out of the repository; --out / --work override them.
 OUT_ROOT = Path.home() / ".cache" / "recmeta" / "research"
 FRACTIONS = (0.1, 0.3, 1.0)
