@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from training.atomic_write import atomic_path
 from training.config import DataConfig
 from training.preprocess import PreprocessConfig, load_frame, pick_frame_indices
 from training.schema import LabelSchema
@@ -151,11 +151,8 @@ def _cached_frames(refs: list[str], pre: PreprocessConfig, fetch, cache_dir: Pat
             return np.load(path)
     stack = np.stack([_to_storage(_load_one(ref, fetch, pre), pre) for ref in refs])
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # parallel ranks/runs never read half a file
             np.save(fh, stack)
-        os.replace(tmp, path)  # atomic: parallel ranks/runs never read half a file
     return stack
 
 

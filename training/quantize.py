@@ -8,8 +8,6 @@ accuracy from the caller's callback) is at most `max_drop_points` percentage poi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,6 +17,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from training.atomic_write import atomic_path
 from training.onnx_runner import META_KEY, OnnxRecordingModel
 
 QUANTIZATION = "int8-qdq-static"
@@ -82,17 +81,11 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path,
     """
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     fp32_score = float(evaluate(fp32_path))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out_path, mode=0o644) as tmp:
         _quantize_to(fp32_path, tmp, calibration_batches)
         int8_score = float(evaluate(tmp))
         # Round away float noise so a drop of exactly the tolerance counts as within it.
         kept = round((fp32_score - int8_score) * 100.0, 9) <= max_drop_points
-        if kept:
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        if not kept:
+            tmp.unlink()  # out_path stays as it was
     return QuantizeResult(kept, fp32_score, int8_score, str(out_path) if kept else None)

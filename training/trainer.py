@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from training.atomic_write import atomic_path
 from training.augment import augment_batch
 from training.config import AugmentConfig, LossConfig
 from training.dataset import RecordingDataset
@@ -214,9 +215,8 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, step: int, epoch
         "scheduler": scheduler.state_dict(), "recipe_state": state,
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:

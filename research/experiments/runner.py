@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.atomic_write import write_text_atomic
 from training.config import AugmentConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
 from training.evaluate import load_recording, read_truth_csv
 from training.export_reader import read_export, recording_id_of
@@ -51,9 +52,8 @@ def cv_split(bench: str, paths: dict, fold: int, out: Path) -> tuple[dict, Path]
         schema = load_label_config(paths["label_config"])
         recordings = read_export(paths["export"], schema).recordings
         for f, doc in enumerate(cross_validation_splits(recordings, schema, k=CV_FOLDS[bench])):
-            part = out / bench / f"split_cv{f}.json.{os.getpid()}"  # parallel grid workers: whole files only
-            part.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-            part.replace(out / bench / f"split_cv{f}.json")
+            # parallel grid workers: whole files only
+            write_text_atomic(out / bench / f"split_cv{f}.json", json.dumps(doc, indent=1), fsync=False)
     return json.loads(path.read_text(encoding="utf-8")), path
 
 
