@@ -116,7 +116,7 @@ class RecipeConfig:
     seed: int = 0
     channels_last: bool = True  # ~1.7x faster CPU training (docs/training.md, "CPU facts")
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default
-    progress: bool = True  # tqdm bars
+    progress: bool = True  # tqdm bars (shown only when stderr is a terminal)
 
     def __post_init__(self) -> None:
         if not self.steps or any(s not in (1, 2, 3) for s in self.steps) or list(self.steps) != sorted(set(self.steps)):

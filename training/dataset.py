@@ -120,7 +120,7 @@ def load_recordings(
     pre = PreprocessConfig(image_size=cfg.image_size, standardize=cfg.standardize, mean=cfg.mean, std=cfg.std)
     labels = label_matrix(recordings, schema)
     kept, frames, broken = [], [], []
-    for r, rec in enumerate(tqdm(recordings, desc="frames", unit="rec", disable=not progress)):
+    for r, rec in enumerate(tqdm(recordings, desc="frames", unit="rec", disable=None if progress else True)):
         refs = list(rec.frames)
         if not refs:
             broken.append(BrokenRecording(rec.recording_id, "no frames"))

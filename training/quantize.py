@@ -56,8 +56,12 @@ def _quantize_to(fp32_path: Path, out_path: Path, batches) -> None:
     prepared = out_path.with_name(out_path.name + ".prep.onnx")
     try:
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        # A BatchNormalization's scale is rank 1 (one value per channel: axis 0), but the quantizer asks for
+        # per-channel axis 1 by default, warns "Axis 1 is out-of-range for weight ..." and falls back to per-tensor.
+        # The shared layer's BatchNorm1d (after a Gemm, which pre-processing does not fold) is such a node.
         quantize_static(str(prepared), str(out_path), _BatchReader(batches), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        extra_options={"QDQOpTypePerChannelSupportToAxis": {"BatchNormalization": 0}})
     finally:
         prepared.unlink(missing_ok=True)
     proto = onnx.load(str(out_path))

@@ -131,7 +131,7 @@ def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, 
     objective.train()
     sums: dict[str, float] = {}
     n_batches, n_items, lr, started = 0, 0, None, time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and ctx.is_main), leave=False)
+    bar = tqdm(loader, desc=desc, unit="batch", disable=None if progress and ctx.is_main else True, leave=False)
     for i, batch in enumerate(bar):
         x, mask, targets = _unpack(batch, ctx.device)
         if augment is not None and augment.enabled:
