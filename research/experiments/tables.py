@@ -1,4 +1,5 @@
-"""The tables of docs/results.md, one function per section, each from the run summaries of one benchmark."""
+"""The tables of the research report (research.experiments --doc), one function per section, each from the run
+summaries of one benchmark."""
 from __future__ import annotations
 
 from pathlib import Path
