@@ -32,7 +32,7 @@ from training.schema import LabelConfigError
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 16  # tasks per ONNX call: bounds memory (16 x 10 x 224^2 floats = 32 MB)
-# One decode thread per core: on the 2-core machine 2 threads decoded a task's 10 frames in 11.1 ms, 8 in 12.1 ms.
+# One decode thread per core: on 2 cores, 2 threads decoded a task's 10 frames in 11.1 ms, 8 in 12.1 ms.
 FRAME_THREADS = max(2, os.cpu_count() or 2)
 MAX_FETCHERS = 32  # distinct (Label Studio URL, token) pairs with a frame fetcher (and its sessions)
 

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.atomic_write import write_text_atomic
+
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 METRICS_FILE = "metrics.json"
@@ -129,14 +131,4 @@ class ModelRegistry:
     def use(self, version: str) -> None:
         """Make `version` current: write a temp file, fsync, os.replace (atomic)."""
         self.version_dir(version)
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".current-", dir=self.root)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(version + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.pointer)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(self.pointer, version + "\n")

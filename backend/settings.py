@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from backend.env_values import env_text, parse_env_value
+
 MIN_SCORE_PREFIX = "MIN_SCORE_"
 
 
@@ -60,23 +62,14 @@ class Settings:
         env = os.environ if env is None else env
 
         def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
+            return env_text(env, name)
 
         def number(name: str, kind, default):
             raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return kind(raw)
-            except ValueError:
-                raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+            return default if raw is None else parse_env_value(name, raw, kind, SettingsError)
 
         def flag(name: str, default: bool = False) -> bool:
-            raw = (get(name) or str(default)).lower()
-            if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
-            return raw in ("1", "true", "yes", "on")
+            return parse_env_value(name, get(name) or str(default), bool, SettingsError)
 
         per_label = {
             key[len(MIN_SCORE_PREFIX):]: number(key, float, 0.0)

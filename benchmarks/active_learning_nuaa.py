@@ -16,7 +16,7 @@ accuracy rose after the annotators added the rest of the annotations (measured, 
 `--serve so-far` is the control: the same warm-started job on the export WITHOUT the added
 annotations, so that a rise can be told apart from the effect of the extra epochs alone.
 
-    .venv/bin/python benchmarks/active_learning_nuaa.py [--work /tmp/al-nuaa] [--init-epochs 2] [--warm-epochs 2] [--serve so-far]
+    .venv/bin/python benchmarks/active_learning_nuaa.py [--work DIR] [--init-epochs 2] [--warm-epochs 2] [--serve so-far]
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))  # `python benchmarks/...` puts only benchmarks/ o
 from tests.e2e.fake_export_server import FakeLabelStudio  # noqa: E402  (shared with the tests)
 from tests.e2e.server_process import free_port, wait_for_health  # noqa: E402
 
-BENCH_ROOT = Path("/work/shared/benchmarks")  # LOCAL_FILES_DOCUMENT_ROOT of the nuaa frame URLs
+# LOCAL_FILES_DOCUMENT_ROOT of the nuaa frame URLs: the shared data folder beside the repository, or $RECMETA_SHARED
+BENCH_ROOT = Path(os.environ.get("RECMETA_SHARED") or ROOT.parent / "shared") / "benchmarks"
 NUAA = BENCH_ROOT / "nuaa"
 PROJECT = 1
 API_KEY = "benchmark-legacy-token"
@@ -45,8 +46,8 @@ JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 
 
 def child_env(extra: dict | None = None) -> dict:
-    """Environment of the CLIs and the backend: jemalloc preloaded as scripts/run.sh does (CPU
-    training is ~3x slower with glibc malloc, docs/cpu-facts.md)."""
+    """Environment of the CLIs and the backend: jemalloc preloaded (docs/active-learning.md's timings were
+    measured that way)."""
     env = {**os.environ, **(extra or {})}
     if JEMALLOC.exists() and str(JEMALLOC) not in env.get("LD_PRELOAD", ""):
         env["LD_PRELOAD"] = ":".join(filter(None, [str(JEMALLOC), env.get("LD_PRELOAD")]))
@@ -118,7 +119,8 @@ def test_scores(model: Path, export: Path, split: Path, out: Path, threads: int)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/al-nuaa"), help="split.json cache + one folder per run")
+    ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "recmeta" / "al-nuaa",
+                    help="split.json cache + one folder per run (default: %(default)s)")
     ap.add_argument("--keep-fraction", type=float, default=0.5, help="annotated tasks whose annotations stay")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=64)

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+.venv/bin/ruff check .  # lint first ([tool.ruff] in pyproject.toml): seconds, and a failure says where
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

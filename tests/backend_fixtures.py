@@ -20,7 +20,7 @@ from PIL import Image
 
 from training.schema import LabelSchema, load_label_config
 
-LS_DIR = Path("/work/shared/label-studio-1.23.2")
+LS_DIR = Path(__file__).resolve().parent / "fixtures" / "label_studio"  # recorded Label Studio 1.23.2 bodies
 
 
 def ls_fixture(name: str):

@@ -1,12 +1,23 @@
-"""Shared fixtures: the repo's label schema and the read-only recorded Label Studio bodies."""
+"""Shared fixtures: the repo's label schema, the recorded Label Studio bodies, and the shared data folder."""
+import os
 from pathlib import Path
 
 import pytest
 
 from training.schema import load_label_config
 
-LS_RECORDED = Path("/work/shared/label-studio-1.23.2")
-BENCHMARKS = Path("/work/shared/benchmarks")
+REPO = Path(__file__).resolve().parents[1]
+# real request/response bodies recorded against Label Studio 1.23.2 (PROTOCOL.md there says what they show)
+LS_RECORDED = Path(__file__).resolve().parent / "fixtures" / "label_studio"
+
+
+def shared_dir(*parts: str) -> Path:
+    """A path in the shared data folder ($RECMETA_SHARED, else ../shared beside the repository root); the calling
+    test is skipped, with the path in the reason, when it is absent. Read only inside tests, never at import."""
+    path = Path(os.environ.get("RECMETA_SHARED") or REPO.parent / "shared").joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path} (set RECMETA_SHARED or put the shared folder beside the repo)")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -18,17 +29,13 @@ def schema():
 @pytest.fixture(scope="session")
 def recorded_dir():
     """Folder of real request/response bodies recorded against Label Studio 1.23.2 (read-only)."""
-    if not LS_RECORDED.is_dir():
-        pytest.skip(f"{LS_RECORDED} not available")
     return LS_RECORDED
 
 
 @pytest.fixture(scope="session")
 def benchmarks_dir():
-    """Folder of the real-data benchmark exports (read-only)."""
-    if not BENCHMARKS.is_dir():
-        pytest.skip(f"{BENCHMARKS} not available")
-    return BENCHMARKS
+    """Folder of the real-data benchmark exports (read-only); skips when the shared folder is absent."""
+    return shared_dir("benchmarks")
 
 
 class LocalServer:

@@ -20,11 +20,11 @@ from onnx import TensorProto, helper, numpy_helper
 from e2e.fake_export_server import FakeLabelStudio  # noqa: F401  (the tests import it from here)
 from training.schema import load_label_config
 
-SHARED = Path("/work/shared/label-studio-1.23.2")
+LS_RECORDED = Path(__file__).resolve().parent / "fixtures" / "label_studio"
 
 
 def recorded(name: str) -> dict:
-    return json.loads((SHARED / name).read_text(encoding="utf-8"))
+    return json.loads((LS_RECORDED / name).read_text(encoding="utf-8"))
 
 
 def write_tiny_onnx(path: Path, score: float, version: str = "tiny", image_size: int = 8, frames: int = 2) -> None:

@@ -1,4 +1,5 @@
 """`python -m training.fit` flags (training/fit_cli.py): defaults from the dataclasses, every flag lands in its field."""
+import json
 import subprocess
 import sys
 
@@ -87,3 +88,68 @@ def test_fit_main_trains_the_parsed_config(monkeypatch):
 def test_the_parser_does_not_import_torch():
     code = "import sys, training.fit_cli; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# a valid non-default value for the fields whose type alone does not give one
+_CHOSEN = {"model.kind": "single", "model.mode": "stl", "model.fusion": "concat", "recipe.final_model": "best_step",
+           "recipe.steps": [1, 2], "split_ratios": [0.6, 0.2, 0.2]}
+
+
+def _other_value(path: str, default, annotation: str):
+    if path in _CHOSEN:
+        return _CHOSEN[path]
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, int):
+        return default + 1
+    if isinstance(default, float):
+        return default / 2 if default else 0.5
+    return 1.5 if "float" in annotation else "x"
+
+
+def test_every_fitconfig_field_is_reachable_from_the_command_line():
+    from dataclasses import fields
+
+    from training.config_paths import field_paths, value_at
+    from training.fit_cli import DEST_FIELDS
+
+    default = FitConfig(export="e.json", out="run")
+    annotations = {}
+    for path in field_paths():
+        *parents, name = path.split(".")
+        owner = value_at(default, ".".join(parents)) if parents else default
+        annotations[path] = next(str(f.type) for f in fields(owner) if f.name == name)
+    assert set(DEST_FIELDS.values()) <= set(field_paths())
+    for path in field_paths():
+        value = _other_value(path, value_at(default, path), annotations[path])
+        cfg, _ = parse_args([*BASE, "--set", f"{path}={json.dumps(value)}"])
+        got = value_at(cfg, path)
+        assert (list(got) if isinstance(got, tuple) else got) == value != value_at(default, path), path
+
+
+def test_a_run_repeats_from_its_config_json_and_explicit_flags_override_it(tmp_path):
+    cfg, _ = parse_args([*BASE, "--frames", "4", "--max-preload-frames", "8", "--vat-weight", "0",
+                         "--set", "recipe.lr=0.0003", "--set", "data.augment.zoom=0.2"])
+    path = tmp_path / "config.json"
+    path.write_text(cfg.to_json(), encoding="utf-8")
+    assert parse_args(["--config", str(path)])[0] == cfg
+    again, _ = parse_args(["--config", str(path), "--seed", "5", "--out", "run2"])
+    assert again == FitConfig.from_dict({**cfg.to_dict(), "out": "run2",
+                                         "recipe": {**cfg.to_dict()["recipe"], "seed": 5}})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "recipe.nope=1"], "no such FitConfig field"),
+    (["--set", "recipe.lr"], "PATH=VALUE"),
+    (["--set", "recipe.final_model=\"first\""], "recipe.final_model"),
+])
+def test_bad_set_values_exit_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args([*BASE, *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_without_config_export_and_out_are_required(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--out", "run"])
+    assert "--export and --out are required" in capsys.readouterr().err

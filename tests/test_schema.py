@@ -1,10 +1,7 @@
-from pathlib import Path
-
 import pytest
 
 from training.schema import DEFAULT_LABEL_CONFIG, LabelConfigError, LabelSchema, load_label_config, parse_label_config
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 ELEVEN = {
     "gender": ("Female", "Male"),
@@ -48,14 +45,14 @@ def test_alias_is_the_class_and_value_only_the_text():
     assert parse_label_config(xml)["a"].classes == ("Wears Glasses", "No")
 
 
-@pytest.mark.parametrize("path", sorted((SHARED / "benchmarks").glob("*/label_config.xml")), ids=lambda p: p.parent.name)
-def test_benchmark_configs_parse(path):
-    schema = load_label_config(path)
+@pytest.mark.parametrize("bench", ["nuaa", "facemask"])
+def test_benchmark_configs_parse(benchmarks_dir, bench):
+    schema = load_label_config(benchmarks_dir / bench / "label_config.xml")
     assert len(schema.labels) >= 1 and all(len(s.classes) >= 2 for s in schema.labels)
 
 
-def test_recorded_config_parses_with_its_own_classes():
-    schema = load_label_config(SHARED / "label-studio-1.23.2" / "config_valuelist.xml")
+def test_recorded_config_parses_with_its_own_classes(recorded_dir):
+    schema = load_label_config(recorded_dir / "config_valuelist.xml")
     assert schema["glasses_kind"].classes[0] == "None"
     assert len(schema.labels) == 11
 

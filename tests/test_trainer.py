@@ -80,7 +80,7 @@ def test_model_learns_the_easy_labels(tmp_path):
 def test_multi_image_model_learns_the_easy_labels(tmp_path, fusion):
     # The multi-image model (3 frames; mean fusion is the default, concat the thesis's) gets one gradient step per 8 recordings, so it
     # needs more recordings and a higher rate than the single-image test. Measured in 10 runs (model seeds 0-6 on
-    # these data, data seeds 2-4; 2026-11-25, loaded 2-core machine, ~20 s each): car_recording 0.79-1.00,
+    # these data, data seeds 2-4; ~20 s each on 2 loaded cores): car_recording 0.79-1.00,
     # mean lift over chance 0.095-0.19 (with dropout 0.2 or lr 3e-3 it was 0.03-0.13: too close to chance).
     # Mean fusion, model seeds 1-3: car_recording 0.87-0.92, mean lift 0.15-0.18.
     data = _data(tmp_path, recordings=240, frames=3, size=32, ratios=(0.5, 0.2, 0.3))

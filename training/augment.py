@@ -4,7 +4,7 @@ One draw per recording, shared by its frames (a recording is one camera and one 
 draws would make the frames disagree about where the face is). None of the eleven product labels is
 about left/right, position or exposure; rotations are left out because the rotation self-supervision
 predicts them. Off by default: on nuaa it cost S4L 6 points at 30 % of the labels, nearly all on the
-live/photo label (docs/results.md, "What I tried for nuaa at 10 %"); a likely reason, not tested
+live/photo label (docs/results.md, "Known limits"); a likely reason, not tested
 separately, is that resampling and gain changes blur that label's cue, print texture and contrast.
 
 Which passes see it: every training forward of a batch (supervised, EntMin, VAT, rotation) uses the

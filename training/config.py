@@ -40,8 +40,8 @@ class DataConfig:
     jitter: bool = True  # training: random frame inside each bin instead of the bin's middle one
     label_fraction: float = 1.0  # experiments: keep this fraction of each label's training annotations
     label_fraction_seed: int | None = None  # None = the run's recipe.seed, so --seed alone varies the labels too
-    # experiments: draw the kept annotations one per class first (as many classes as the count allows), so
-    # the same NUMBER of labels covers the classes; tests whether coverage or count limits a label budget
+    # research override (research/experiments' per-class arm; product runs leave it off): draw the kept annotations
+    # one per class first (as many classes as the count allows), so the same NUMBER of labels covers the classes
     label_fraction_per_class: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training batches only
     # "disk": frames read by index from the per-recording cache files, memory flat in the dataset size;
@@ -129,12 +129,12 @@ class RecipeConfig:
     # fine-tuning on the few true labels must beat step 2 on validation to be kept.
     final_model: str = "last_step"
     seed: int = 0
-    channels_last: bool = True  # ~1.7x faster CPU training (docs/cpu-facts)
+    channels_last: bool = True  # ~1.7x faster CPU training (docs/training.md, "CPU facts")
     # "auto": float32 on CPU; on CUDA bf16 autocast where the GPU supports it, else fp16 with a gradient
     # scaler (training/precision.py). "fp32" | "bf16" | "fp16" force one.
     precision: str = "auto"
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default
-    progress: bool = True  # tqdm bars
+    progress: bool = True  # tqdm bars (shown only when stderr is a terminal)
 
     def __post_init__(self) -> None:
         if not self.steps or any(s not in (1, 2, 3) for s in self.steps) or list(self.steps) != sorted(set(self.steps)):

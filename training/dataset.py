@@ -2,7 +2,7 @@
 
 `load_recordings` fetches, decodes and preprocesses every recording's frames ONCE and caches them on
 disk per recording (uint8 pixel codes, or float16 when standardising), so re-runs skip the decoding
-that costs as much as the model itself (docs/cpu-facts). A recording with a frame that cannot be
+that costs as much as the model itself (docs/training.md, "CPU facts"). A recording with a frame that cannot be
 fetched or decoded is reported (recording id + reason) and left out. The frames are then read from
 those files by index (`DataConfig.store="disk"`, memory that does not grow with the dataset) or held
 in RAM (`"ram"`); training/frame_store.py.
@@ -132,7 +132,7 @@ def load_recordings(
     labels = label_matrix(recordings, schema)
     writer = FrameStoreWriter(cfg.store, None if cache_dir is None else Path(cache_dir))
     kept, broken = [], []
-    for r, rec in enumerate(tqdm(recordings, desc="frames", unit="rec", disable=not progress)):
+    for r, rec in enumerate(tqdm(recordings, desc="frames", unit="rec", disable=None if progress else True)):
         refs = list(rec.frames)
         if not refs:
             broken.append(BrokenRecording(rec.recording_id, "no frames"))

@@ -4,7 +4,7 @@ or `fit(config)`.
 A run directory holds: config.json, split.json, log.jsonl, checkpoints/, metrics.json, model.pt
 (final weights + config), model.onnx (with recmeta incl. per-head temperatures fitted on validation)
 and report.html. Works under `torchrun --nproc_per_node K` (rank 0 writes the files).
-Allocator: on our 2-core machines glibc malloc trained ~1.5x faster than jemalloc (docs/training.md,
+Allocator: on 2 CPU cores glibc malloc trained ~1.5x faster than jemalloc (docs/training.md,
 benchmarks/train_speed.py), so training does not preload jemalloc.
 """
 from __future__ import annotations

@@ -1,22 +1,49 @@
 """Command line of `python -m training.fit`: flags -> (FitConfig, resume).
 
 Every default comes from the configuration dataclasses (training/config.py), so the CLI and the
-python API (`training.fit.fit(FitConfig(...))`) start from the same values. Torch-free.
+python API (`training.fit.fit(FitConfig(...))`) start from the same values. `--config RUN/config.json` starts from
+a finished run's configuration instead (the flags given explicitly override it), and `--set PATH=VALUE` reaches
+every field, also those without a flag of their own (training/config_paths.py). Torch-free.
 """
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from training.config import AugmentConfig, BaselineConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
+from training.config_paths import parse_assignment, value_at, with_values
+
+# flag dest -> the FitConfig field it sets (what `--config` lets an explicit flag override)
+DEST_FIELDS = {
+    "export": "export", "label_config": "label_config", "data_root": "data_root", "out": "out", "split": "split",
+    "mode": "model.mode", "model": "model.kind", "frames": "data.frames", "image_size": "data.image_size",
+    "width": "model.width", "fusion": "model.fusion", "epochs_per_step": "recipe.epochs_per_step",
+    "steps": "recipe.steps", "seed": "recipe.seed", "batch_size": "recipe.batch_size",
+    "label_fraction": "data.label_fraction", "pseudo_label_threshold": "recipe.pseudo_label_threshold",
+    "threads": "recipe.num_threads", "no_progress": "recipe.progress", "init_from": "init_from", "int8": "int8",
+    "supervised_weight": "loss.supervised_weight", "entmin_weight": "loss.entmin_weight",
+    "vat_weight": "loss.vat_weight", "rotation_weight": "loss.rotation_weight", "rampup": "loss.rampup",
+    "vat_eps": "loss.vat_eps", "labelled_share": "recipe.labelled_share",
+    "label_fraction_seed": "data.label_fraction_seed", "label_fraction_per_class": "data.label_fraction_per_class",
+    "final_model": "recipe.final_model", "augment": "data.augment.enabled",
+    "max_preload_frames": "data.max_preload_frames", "store": "data.store", "loader_workers": "data.loader_workers",
+    "precision": "recipe.precision", "test_truth": "test_truth", "no_baseline": "baseline.enabled",
+    "baseline_grid": "baseline.grid", "baseline_c": "baseline.c_values",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Train a recording model (S4L) from a Label Studio export.")
-    ap.add_argument("--export", required=True, help="Label Studio export (JSON or JSON_MIN)")
+    ap.add_argument("--config", help="start from this config.json (a run's RUN/config.json) instead of the defaults; "
+                    "flags given explicitly override it")
+    ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                    help="set any FitConfig field by its dotted path, e.g. --set recipe.lr=3e-4 --set "
+                         "data.augment.zoom=0.2 (JSON value; repeatable; applied last)")
+    ap.add_argument("--export", help="Label Studio export (JSON or JSON_MIN); required without --config")
     ap.add_argument("--label-config", help="labeling config XML (default: the repo's label_config.xml)")
     ap.add_argument("--data-root", help="LOCAL_FILES_DOCUMENT_ROOT for /data/local-files/ frame URLs")
-    ap.add_argument("--out", required=True, help="run directory")
+    ap.add_argument("--out", help="run directory; required without --config")
     ap.add_argument("--split", help="split.json to use (default: computed and written to RUN/split.json)")
     ap.add_argument("--mode", choices=("mtl", "stl"), default=ModelConfig.mode)
     ap.add_argument("--model", choices=("multi", "single"), default=ModelConfig.kind)
@@ -101,11 +128,39 @@ def parse_args(argv: list[str] | None = None) -> tuple[FitConfig, bool]:
         steps = tuple(int(s) for s in a.steps.split(","))
     except ValueError:
         ap.error(f"--steps must be comma-separated integers, got {a.steps!r}")
+    if not a.config and not (a.export and a.out):
+        ap.error("--export and --out are required (or --config RUN/config.json)")
     try:
-        cfg = config_from_args(a, steps)
-    except ValueError as exc:
+        if not a.config:
+            a.export, a.out = a.export or "", a.out or ""
+            cfg = config_from_args(a, steps)
+        else:
+            cfg = _from_config_file(a, steps, _explicit_dests(argv))
+        cfg = with_values(cfg, dict(parse_assignment(text) for text in a.set)) if a.set else cfg
+    except (OSError, ValueError) as exc:
         ap.error(str(exc))
     return cfg, a.resume
+
+
+def _explicit_dests(argv: list[str] | None) -> set[str]:
+    """The dests of the flags the command line gave (not their defaults)."""
+    quiet = build_parser()
+    for action in quiet._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(quiet.parse_args(argv)))
+
+
+def _from_config_file(a: argparse.Namespace, steps: tuple[int, ...], given: set[str]) -> FitConfig:
+    """The file's configuration with the explicitly given flags' fields (DEST_FIELDS) taken from the flags."""
+    path = Path(a.config)
+    base = FitConfig.from_json(path.read_text(encoding="utf-8"))
+    a.export, a.out = a.export or base.export, a.out or base.out
+    flags = config_from_args(a, steps)
+    values = {DEST_FIELDS[d]: value_at(flags, DEST_FIELDS[d]) for d in given if d in DEST_FIELDS}
+    if os.environ.get("LABEL_STUDIO_URL"):
+        values["label_studio_url"] = flags.label_studio_url
+    return with_values(FitConfig.from_dict({**base.to_dict(), "label_studio_api_key": flags.label_studio_api_key}),
+                       values)
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:

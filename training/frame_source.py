@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urljoin, urlsp
 import requests
 import urllib3
 
+from training.atomic_write import write_bytes_atomic
 from training.ls_auth import LabelStudioAuth, same_origin
 
 LOCAL_FILES_PREFIX = "/data/local-files/"
@@ -290,14 +290,7 @@ class _DiskCache:
     def put(self, url: str, data: bytes) -> None:
         if len(data) > self.max_bytes:
             return
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self._path(url))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(self._path(url), data, fsync=False)
         self._evict()
 
     def _evict(self) -> None:

@@ -26,6 +26,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from training.atomic_write import atomic_path
+
 STORES = ("disk", "ram")
 
 
@@ -146,9 +148,6 @@ def _entry(path: Path) -> CachedArray | None:
 
 
 def _write_atomically(path: Path, array: np.ndarray) -> None:
-    """Parallel ranks and runs never read half a file: write aside, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    """Parallel ranks and runs never read half a file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(array))
-    os.replace(tmp, path)

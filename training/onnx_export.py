@@ -7,8 +7,6 @@ raised. Pass real preprocessed frames as the example: random noise can hide nume
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import onnx
 import torch
 from torch import nn
 
+from training.atomic_write import atomic_path
 from training.onnx_runner import META_FORMAT, META_KEY, OnnxRecordingModel, parse_meta
 
 OPSET = 17
@@ -81,10 +80,7 @@ def export_onnx(model: nn.Module, path: str | Path, meta: dict,
     frame_axes = {0: "batch", 1: "frames"} if any_frame_count else dynamic
     axes = {"frames": frame_axes, "frame_mask": frame_axes, **{n: dynamic for n in names}}
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, mode=0o644) as tmp:  # owner-only by default; the backend may run as another user
         # The wrapper must be in eval mode too: the exporter restores the wrapper's mode afterwards,
         # recursively, which would otherwise leave `model` in training mode.
         torch.onnx.export(_OrderedOutputs(model, names).eval(), (frames, mask), str(tmp), dynamo=False,
@@ -95,8 +91,4 @@ def export_onnx(model: nn.Module, path: str | Path, meta: dict,
         entry.key, entry.value = META_KEY, meta_json
         onnx.save(proto, str(tmp))
         _check_parity(tmp, {n: expected[n] for n in names}, frames.numpy(), mask.numpy())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; the backend may run as another user
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

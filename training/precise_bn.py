@@ -1,6 +1,6 @@
 """Precise BatchNorm: re-estimate the running statistics at the current weights before eval-mode use.
 
-Measured (docs/results.md, "BatchNorm check"): with S4L's unsupervised losses moving the weights
+Measured (`python -m research.experiments --bn-check RUN_ID`): with S4L's unsupervised losses moving the weights
 every step, BatchNorm's exponential running averages (momentum 0.1) lag behind them, and the
 eval-mode model predicted ONE class for every validation recording — while the same weights with
 statistics re-estimated by one clean pass scored like the supervised baseline. Validation,

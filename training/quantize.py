@@ -1,15 +1,13 @@
 """Optional static int8 quantisation (QDQ, per-channel weights) of an exported recording model.
 
 Static QDQ runs ~20 % faster than fp32 on the AVX-512 CPUs we serve from; DYNAMIC int8 is 10-20x
-slower there (docs/cpu-facts.md), so it is not offered. Activation ranges are calibrated on sample
+slower there (docs/training.md, "CPU facts"), so it is not offered. Activation ranges are calibrated on sample
 batches of real training frames. The int8 file is kept only if its validation score (mean balanced
 accuracy from the caller's callback) is at most `max_drop_points` percentage points below fp32.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,6 +17,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from training.atomic_write import atomic_path
 from training.onnx_runner import META_KEY, OnnxRecordingModel
 
 QUANTIZATION = "int8-qdq-static"
@@ -57,8 +56,12 @@ def _quantize_to(fp32_path: Path, out_path: Path, batches) -> None:
     prepared = out_path.with_name(out_path.name + ".prep.onnx")
     try:
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        # A BatchNormalization's scale is rank 1 (one value per channel: axis 0), but the quantizer asks for
+        # per-channel axis 1 by default, warns "Axis 1 is out-of-range for weight ..." and falls back to per-tensor.
+        # The shared layer's BatchNorm1d (after a Gemm, which pre-processing does not fold) is such a node.
         quantize_static(str(prepared), str(out_path), _BatchReader(batches), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        extra_options={"QDQOpTypePerChannelSupportToAxis": {"BatchNormalization": 0}})
     finally:
         prepared.unlink(missing_ok=True)
     proto = onnx.load(str(out_path))
@@ -82,17 +85,11 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path,
     """
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     fp32_score = float(evaluate(fp32_path))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out_path, mode=0o644) as tmp:
         _quantize_to(fp32_path, tmp, calibration_batches)
         int8_score = float(evaluate(tmp))
         # Round away float noise so a drop of exactly the tolerance counts as within it.
         kept = round((fp32_score - int8_score) * 100.0, 9) <= max_drop_points
-        if kept:
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        if not kept:
+            tmp.unlink()  # out_path stays as it was
     return QuantizeResult(kept, fp32_score, int8_score, str(out_path) if kept else None)

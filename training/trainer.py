@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
+from training.atomic_write import atomic_path
 from training.augment import augment_batch
 from training.batch_feed import feed, make_loader, to_device
 from training.config import AugmentConfig, LossConfig
@@ -140,7 +141,7 @@ def train_epoch(objective: nn.Module, loader: DataLoader, optimizer, scheduler, 
     sums: dict[str, float] = {}
     n_batches, n_items, lr, started = 0, 0, None, time.perf_counter()
     bar = tqdm(feed(loader, ctx.device), total=len(loader), desc=desc, unit="batch",
-               disable=not (progress and ctx.is_main), leave=False)
+               disable=None if progress and ctx.is_main else True, leave=False)
     for i, batch in enumerate(bar):
         x, mask, targets = _unpack(batch, ctx.device)
         if augment is not None and augment.enabled:
@@ -230,9 +231,8 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, step: int, epoch
         "scheduler": scheduler.state_dict(), "recipe_state": state,
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:

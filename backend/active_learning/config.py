@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from backend.env_values import env_text, parse_env_value
+
 
 class ActiveLearningConfigError(ValueError):
     """An active-learning setting has a value that cannot be used."""
@@ -87,18 +89,6 @@ _ENV = {
 }
 
 
-def _parse(name: str, raw: str, kind: type) -> Any:
-    if kind is bool:
-        low = raw.lower()
-        if low not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise ActiveLearningConfigError(f"{name}={raw!r} is not a boolean (true/false)")
-        return low in ("1", "true", "yes", "on")
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ActiveLearningConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-
-
 def config_from_settings(settings: Any, env: Mapping[str, str] | None = None) -> ActiveLearningConfig:
     """Build the config from a backend Settings (or any object with the same attributes)."""
     if isinstance(settings, ActiveLearningConfig):
@@ -114,6 +104,6 @@ def config_from_settings(settings: Any, env: Mapping[str, str] | None = None) ->
     for name, (attr, kind) in _ENV.items():
         if getattr(settings, attr, None) is not None:
             overrides[attr] = getattr(settings, attr)
-        elif (env.get(name) or "").strip():
-            overrides[attr] = _parse(name, env[name].strip(), kind)
+        elif env_text(env, name):
+            overrides[attr] = parse_env_value(name, env_text(env, name), kind, ActiveLearningConfigError)
     return replace(cfg, **overrides)

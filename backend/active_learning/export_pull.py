@@ -7,14 +7,13 @@ export is streamed to a temp file and renamed, so a killed job never leaves a ha
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import requests
 
+from training.atomic_write import atomic_path
 from .config import ActiveLearningConfig
 
 MAX_DELAY_S = 60.0
@@ -65,19 +64,15 @@ def pull_export(cfg: ActiveLearningConfig, project: str, dest: Path,
 
 
 def _save(resp: requests.Response, dest: Path, where: str) -> int:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}-", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in resp.iter_content(chunk_size=1 << 20):
-                f.write(chunk)
-        with open(tmp, encoding="utf-8") as f:
-            tasks = json.load(f)
-        if not isinstance(tasks, list):
-            raise ExportPullError(f"{where}: the export is a {type(tasks).__name__}, not a list of tasks")
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:  # replaces dest only when the export is a readable list of tasks
+            with open(tmp, "wb") as f:
+                for chunk in resp.iter_content(chunk_size=1 << 20):
+                    f.write(chunk)
+            with open(tmp, encoding="utf-8") as f:
+                tasks = json.load(f)
+            if not isinstance(tasks, list):
+                raise ExportPullError(f"{where}: the export is a {type(tasks).__name__}, not a list of tasks")
         return len(tasks)
     except ValueError as exc:
         raise ExportPullError(f"{where}: the export is not valid JSON ({exc})") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)

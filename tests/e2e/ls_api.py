@@ -1,6 +1,6 @@
 """The REST calls the end-to-end tests and the demo make to Label Studio (ls_server.py runs it).
 
-Facts behind them: /work/shared/label-studio-1.23.2/PROTOCOL.md.
+Facts behind them: tests/fixtures/label_studio/PROTOCOL.md.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Run a real Label Studio server for end-to-end tests and the demo; its REST calls are in ls_api.py.
 
 Label Studio lives in its own cached virtualenv (scripts/ls_venv.sh) because its pins clash with ours.
-Facts behind the settings: /work/shared/label-studio-1.23.2/PROTOCOL.md.
+Facts behind the settings: tests/fixtures/label_studio/PROTOCOL.md.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """MobileNetV2 defined in the project, with torchvision's layer layout and parameter names.
 
-torchvision's CPU wheels do not match the pinned CPU torch (docs/cpu-facts.md), so the network
+torchvision's CPU wheels do not match the pinned CPU torch (docs/training.md, "CPU facts"), so the network
 is written here. Module tree and state_dict keys are those of
 ``torchvision.models.mobilenet_v2`` (``features.0.0.weight``, ``features.1.conv.0.0.weight``,
 ``features.18.0.weight``, ``classifier.1.weight``, ...), so torchvision weights load by key where
