@@ -92,7 +92,8 @@ def test_the_parser_does_not_import_torch():
 
 # a valid non-default value for the fields whose type alone does not give one
 _CHOSEN = {"model.kind": "single", "model.mode": "stl", "model.fusion": "concat", "recipe.final_model": "best_step",
-           "recipe.steps": [1, 2], "split_ratios": [0.6, 0.2, 0.2]}
+           "recipe.steps": [1, 2], "split_ratios": [0.6, 0.2, 0.2], "data.store": "ram", "recipe.precision": "bf16",
+           "baseline.c_values": [0.5, 2.0]}
 
 
 def _other_value(path: str, default, annotation: str):
