@@ -91,8 +91,8 @@ class LossConfig:
     vat_power_iterations: int = 1
     class_weighting: bool = True  # inverse-frequency class weights + per-label weights in the CE
     # label weight = coverage ** -power. 0: every label counts the same; its CE is already a mean over the items that
-    # carry it, so inverse coverage (1, the thesis) on top made a label with 10x fewer annotations weigh 10x more and
-    # let the rare labels drown the common one's gradient in the shared layers
+    # carry it, so inverse coverage (1, the thesis) on top made a label with 10x fewer annotations weigh 10x more
+    # (docs/training.md, "Why these defaults")
     label_weight_power: float = 0.0
     # share of step 1 over which the EntMin and VAT weights rise from ~0 along exp(-5 (1 - t)^2)
     # (training/rampup.py); 0 = full weight from the first batch (the thesis)
@@ -109,7 +109,7 @@ class RecipeConfig:
     epochs_per_step: int = 10
     lr: float = 1e-3  # Adam, steps 1 and 2
     # decoupled (AdamW) weight decay, every step; 0 = plain Adam (the thesis). From scratch on a few hundred labels
-    # the network memorises them; 0.05 lifted the supervised network on facemask from 60.6 to 70.9 (docs/results.md)
+    # the network memorises them; 0.05 lifted the supervised network on facemask from 60.6 to 70.9 (docs/training.md)
     weight_decay: float = 0.05
     restart_epochs: int = 0  # cosine restart period in epochs; 0 = one cosine cycle per S4L step
     min_lr_fraction: float = 0.0  # steps 1-2: cosine floor as a fraction of lr

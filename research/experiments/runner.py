@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from training.atomic_write import write_text_atomic
-from training.config import AugmentConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
+from training.config import AugmentConfig, BaselineConfig, DataConfig, FitConfig, LossConfig, ModelConfig, RecipeConfig
 from training.evaluate import load_recording, read_truth_csv
 from training.export_reader import read_export, recording_id_of
 from training.frame_source import FrameFetcher, FrameSourceConfig
@@ -83,10 +83,11 @@ def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path,
                threads: int) -> FitConfig:
     k = arm.epochs or settings.epochs_per_step
     loss_changes, recipe_changes = S4L_ARMS.get(arm.recipe, ({}, {}))
-    loss = replace(LossConfig(), **loss_changes)
+    # the grid measures the recipe as its tables were run: thesis label weights, plain Adam, the network alone
+    loss = replace(LossConfig(label_weight_power=1.0), **loss_changes)
     # the thesis's final model unless the arm changes it (the arms' summaries stay valid whatever the default)
     recipe_changes = {"steps": (1, 2, 3), "final_model": "last_step", **recipe_changes}
-    recipe = RecipeConfig(epochs_per_step=k, seed=arm.seed, batch_size=settings.batch_size,
+    recipe = RecipeConfig(epochs_per_step=k, seed=arm.seed, batch_size=settings.batch_size, weight_decay=0.0,
                           num_threads=threads, progress=False, **recipe_changes)
     if arm.recipe == "supervised":  # step 3 alone = supervised CE without the unsupervised passes
         recipe = replace(recipe, steps=(3,), epochs_per_step=3 * k, finetune_lr=recipe.lr,
@@ -98,7 +99,7 @@ def fit_config(arm: Arm, settings: BenchSettings, paths: dict, split_path: Path,
     model = ModelConfig(kind=arm.kind, mode=arm.mode, width=settings.width, fusion=arm.fusion)
     return FitConfig(export=str(paths["export"]), out=str(run_dir), label_config=str(paths["label_config"]),
                      data_root=str(paths["data_root"]), split=str(split_path), data=data,
-                     model=model, loss=loss, recipe=recipe)
+                     model=model, loss=loss, recipe=recipe, baseline=BaselineConfig(enabled=False))
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
