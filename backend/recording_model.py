@@ -16,6 +16,7 @@ import numpy as np
 
 from backend import metrics
 from backend.active_learning import handle_webhook, training_status
+from backend.label_studio_host import ProjectHosts
 from backend.live_model import LiveModel, LoadedModel
 from backend.log_redaction import redactor
 from backend.ml_base import MLBase
@@ -46,8 +47,7 @@ class RecordingBackend(MLBase):
         self.live = LiveModel(ModelRegistry(settings.model_dir), use_int8=settings.use_int8,
                               threads=settings.onnx_threads or None, spinning=settings.onnx_spinning)
         self.loader = TaskFrameLoader(ThreadPoolExecutor(FRAME_THREADS, thread_name_prefix="frames"))
-        self._setup_host: str | None = None
-        self._setup_token: str | None = None
+        self.hosts = ProjectHosts(settings)
         self._project_configs: dict[str, str] = {}
         self._fetchers: dict[tuple, FrameFetcher] = {}
         self._rules: dict[str, Rules] = {}
@@ -55,11 +55,11 @@ class RecordingBackend(MLBase):
 
     # --- /setup: fast, no model load ---
     def setup(self, *, project=None, label_config=None, hostname=None, access_token=None) -> None:
-        redactor().add(access_token)
-        if hostname:
-            self._setup_host = hostname.rstrip("/")
-        if access_token:
-            self._setup_token = access_token
+        if isinstance(access_token, str):
+            redactor().add(access_token)
+        outcome = self.hosts.setup(project, hostname, access_token)
+        if not outcome.startswith(("token kept", "kept host")):
+            log.info("/setup of project %s: %s", project, outcome)
         if project and label_config:
             self._project_configs[str(project)] = label_config
 
@@ -69,10 +69,11 @@ class RecordingBackend(MLBase):
 
     # --- /webhook: active learning; queues a job, never trains in the request ---
     def fit(self, event: str, data: dict, **kwargs: Any) -> dict:
-        return handle_webhook(data, self.settings)
+        return handle_webhook(data, self.settings, self.hosts)
 
     def health(self) -> dict:
-        return {"training": training_status(self.settings)["state"]}
+        status = training_status(self.settings)
+        return {"training": status["state"], "training_jobs": status["last_jobs"]}
 
     # --- /predict ---
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
@@ -89,7 +90,7 @@ class RecordingBackend(MLBase):
             error = TaskError("bad_label_config", f"project labeling config unusable: {exc}")
             return [self._failed(task, error, loaded.version) for task in tasks]
         shape = FrameBatchShape(loaded.model.frames, loaded.model.preprocess)
-        fetcher = self._fetcher()
+        fetcher = self._fetcher(kwargs.get("project"))
         results: list[dict] = [{}] * len(tasks)
         chunks = [range(s, min(s + MAX_BATCH, len(tasks))) for s in range(0, len(tasks), MAX_BATCH)]
         # Chunk k+1's frames download while chunk k runs: a 1000-task batch (one Data Manager
@@ -155,11 +156,11 @@ class RecordingBackend(MLBase):
             self._rules[loaded.version] = load_rules(loaded.model.schema)
         return self._rules[loaded.version]
 
-    def _fetcher(self) -> FrameFetcher:
-        """Frame fetcher for the Label Studio URL/key: environment first, else what /setup sent."""
+    def _fetcher(self, project: Any) -> FrameFetcher:
+        """Frame fetcher for the project's Label Studio host and credential (backend/label_studio_host.py)."""
         s = self.settings
-        url = s.label_studio_url or self._setup_host
-        key = s.label_studio_api_key or self._setup_token
+        connection = self.hosts.connection(project)
+        url, key = connection.url, connection.api_key
         if (url, key) not in self._fetchers:
             self._fetchers[(url, key)] = FrameFetcher(FrameSourceConfig(
                 label_studio_url=url, api_key=key,

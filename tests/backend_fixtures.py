@@ -148,6 +148,7 @@ class FakeLabelStudio:
                 self.wfile.write(json.dumps({"access": access} if ok else {"detail": "bad token"}).encode())
 
             def do_GET(self):  # noqa: N802
+                outer.seen.append((self.path, self.headers.get("Authorization")))
                 if self.headers.get("Authorization") not in (f"Token {token}", f"Bearer {access}" if pat else None):
                     self.send_response(401)
                     self.end_headers()
@@ -162,6 +163,7 @@ class FakeLabelStudio:
                 outer.requests += 1
 
         self.requests = 0
+        self.seen: list[tuple[str, str | None]] = []  # (path, Authorization) of every GET
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -125,6 +125,13 @@ def test_crashing_job_keeps_current_model_and_reports(tmp_path, ls, env, monkeyp
     assert status["last_result"]["error"] == "RuntimeError: fake training crashed"
     assert ModelRegistry(settings.model_dir).current() == seed
     assert [v.version for v in ModelRegistry(settings.model_dir).versions()] == [seed]
+    last = training_status(settings)["last_jobs"]["1"]  # what /health shows per project
+    assert last["outcome"] == "failed" and last["reason"] == "RuntimeError: fake training crashed"
+    monkeypatch.delenv("AL_FAKE_MODE")
+    handle_webhook(START, settings)
+    wait_for_state(settings)
+    last = training_status(settings)["last_jobs"]["1"]  # a later success replaces the failure
+    assert last["outcome"] == "promoted" and "0.8000 vs 0.8000" in last["reason"], last
 
 
 def test_job_killed_mid_export_is_reported_and_nothing_half_written(tmp_path, env):

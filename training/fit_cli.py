@@ -18,6 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-root", help="LOCAL_FILES_DOCUMENT_ROOT for /data/local-files/ frame URLs")
     ap.add_argument("--out", required=True, help="run directory")
     ap.add_argument("--split", help="split.json to use (default: computed and written to RUN/split.json)")
+    ap.add_argument("--extend-split", help="an earlier split.json: its subjects keep their part, subjects it has "
+                                           "not seen are assigned (training/split_extend.py); written to RUN/split.json")
+    ap.add_argument("--dup-threshold", type=int, default=FitConfig.dup_threshold,
+                    help="computed/extended split: merge subjects whose frames are within this phash distance (-1 = off)")
     ap.add_argument("--mode", choices=("mtl", "stl"), default=ModelConfig.mode)
     ap.add_argument("--model", choices=("multi", "single"), default=ModelConfig.kind)
     ap.add_argument("--frames", type=int, default=DataConfig.frames)
@@ -89,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[FitConfig, bool]:
 def config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig:
     return FitConfig(
         export=a.export, out=a.out, label_config=a.label_config, data_root=a.data_root, split=a.split,
+        extend_split=a.extend_split, dup_threshold=a.dup_threshold,
         init_from=a.init_from, int8=a.int8, label_studio_url=os.environ.get("LABEL_STUDIO_URL"),
         label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
         data=DataConfig(frames=a.frames, image_size=a.image_size, label_fraction=a.label_fraction,
