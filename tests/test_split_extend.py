@@ -71,3 +71,12 @@ def test_catch_up_ratios_favour_the_parts_below_their_share():
 def test_an_earlier_split_without_subjects_is_named(schema):
     with pytest.raises(ValueError, match="earlier split needs"):
         extend_split({"recordings": {}}, random_recordings(schema, 3), schema)
+
+
+def test_a_new_project_on_an_offline_split_gets_a_labelled_validation_subject(schema):
+    offline = split_subjects(random_recordings(schema, 6, seed=5, label_probability=0.9), schema, seed=0)
+    fresh = [replace(r, subject_id="p2_" + r.subject_id) for r in random_recordings(schema, 3, seed=6,
+                                                                                     max_recordings=1,
+                                                                                     label_probability=1.0)]
+    extended = extend_split(offline, fresh, schema)  # none of the offline subjects is in this export
+    assert len(extended["new_subjects"]["val"]) >= 1 and extended["recordings"]["val"]

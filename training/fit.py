@@ -212,10 +212,10 @@ def _split(cfg: FitConfig, run: Path, recordings, schema, ctx: DistContext) -> d
 
 
 def _fetcher(cfg: FitConfig):
-    from training.frame_source import FrameFetcher, FrameSourceConfig
+    from training.frame_source import FrameFetcher, FrameSourceConfig, allowed_hosts_from_env
 
     return FrameFetcher(FrameSourceConfig(label_studio_url=cfg.label_studio_url, api_key=cfg.label_studio_api_key,
-                                          document_root=cfg.data_root)).fetch
+                                          document_root=cfg.data_root, allowed_hosts=allowed_hosts_from_env())).fetch
 
 
 def _cache_dir(cfg: FitConfig) -> Path | None:

@@ -10,7 +10,8 @@ Which newcomers are placed:
 - a unit (subjects merged by near-duplicate frames) that holds an earlier subject goes where that
   subject is; if it links earlier subjects of different parts, they stay put, its new subjects join
   the first one's part and the conflict is listed under "duplicate_conflicts";
-- a new unit with at least one label is placed by the integer program;
+- a new unit with at least one label is placed by the integer program (when the export's earlier
+  subjects give val no labelled recording, val gets at least one of two or more newcomers);
 - a new unit without any label yet is "provisional": it trains (unlabelled: S4L's semi-supervised
   steps use it) but is not fixed, so that once annotated it can still land in val or test.
 """
@@ -23,6 +24,11 @@ from training.split import solve, split_document, train_val_test
 from training.split_problem import SPLITS, SplitConfig, build_units
 
 MIN_SHARE = 0.01  # a part already above its share still gets this much weight (ratios must stay positive)
+VAL = SPLITS.index("val")
+# With no labelled validation recording in the export (e.g. a new project on a model trained offline),
+# val's share is raised so that the integer program's subject bound gives it at least one of this many
+# labelled newcomers: the promotion gate needs a validation score.
+MIN_NEW_FOR_FIRST_VAL = 2
 
 
 def earlier_placements(previous: dict) -> dict[str, str]:
@@ -43,6 +49,14 @@ def catch_up_ratios(ratios: tuple[float, ...], placed: list[int], new: int) -> t
         return tuple(ratios)
     shares = [max(w / sum(want), MIN_SHARE) for w in want]
     return tuple(s / sum(shares) for s in shares)
+
+
+def with_share(ratios: tuple[float, ...], part: int, share: float) -> tuple[float, ...]:
+    """`ratios` with `part` raised to at least `share`, the others scaled down to keep the sum 1."""
+    if ratios[part] >= share:
+        return ratios
+    rest = sum(r for k, r in enumerate(ratios) if k != part)
+    return tuple(share if k == part else r * (1 - share) / rest for k, r in enumerate(ratios))
 
 
 def extend_split(previous: dict, recordings, schema: LabelSchema, duplicate_groups=(),
@@ -67,11 +81,15 @@ def extend_split(previous: dict, recordings, schema: LabelSchema, duplicate_grou
             provisional += unit.subjects
     solver = {"status": "no new labelled subjects", "fallback": None, "attempts": []}
     if fresh:
-        held = [0] * len(SPLITS)
-        for part in placed.values():
-            held[SPLITS.index(part)] += 1
+        held = [0] * len(SPLITS)  # what this export's earlier subjects already give each part
+        for i, unit in enumerate(units):
+            if assign[i] is not None and unit.subjects[0] not in provisional:
+                held[assign[i]] += len(unit.subjects)
         new_subjects = sum(len(units[i].subjects) for i in fresh)
         ratios = catch_up_ratios(cfg.ratios, held, new_subjects)
+        val_labelled = any(assign[i] == VAL and sum(u.counts) for i, u in enumerate(units))
+        if not val_labelled and new_subjects >= MIN_NEW_FOR_FIRST_VAL:
+            ratios = with_share(ratios, VAL, (1 + 1e-3) / new_subjects)
         sub_assign, solver = solve([units[i] for i in fresh], replace(cfg, ratios=ratios))
         solver = {**solver, "ratios": [round(r, 4) for r in ratios]}
         for i, part in zip(fresh, sub_assign):
