@@ -11,13 +11,13 @@ from __future__ import annotations
 import http.server
 import io
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from e2e.server_process import ThreadedHTTPServer
 from training.schema import LabelSchema, load_label_config
 
 LS_DIR = Path("/work/shared/label-studio-1.23.2")
@@ -130,7 +130,7 @@ def fake_jwt(token_type: str, lifetime_s: float = 3600) -> str:
                      part({"token_type": token_type, "exp": int(time.time() + lifetime_s)}), "sig"])
 
 
-class FakeLabelStudio:
+class FakeLabelStudio(ThreadedHTTPServer):
     """Serves /data/upload/<name> from `files` to `Authorization: Token <token>` or, when `pat` is
     given, to `Bearer <access>` after POST /api/token/refresh/ {"refresh": pat}; else 401."""
 
@@ -164,13 +164,7 @@ class FakeLabelStudio:
 
         self.requests = 0
         self.seen: list[tuple[str, str | None]] = []  # (path, Authorization) of every GET
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def backend_settings(tmp_path: Path, **overrides):

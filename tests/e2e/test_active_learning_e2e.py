@@ -25,13 +25,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import requests
 
 from .ls_server import REPO_ROOT
+from .server_process import ThreadedHTTPServer
 
 pytestmark = pytest.mark.e2e
 
@@ -182,7 +182,7 @@ def test_annotations_then_start_training_each_promote_a_served_model(
         {model_version: TASKS, second_version: TASKS, third_version: TASKS}
 
 
-class FrameHost:
+class FrameHost(ThreadedHTTPServer):
     """A plain http server on loopback (an allowed frame host): serves `root`, records Authorization headers."""
 
     def __init__(self, root):
@@ -200,13 +200,7 @@ class FrameHost:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
