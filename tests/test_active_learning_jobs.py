@@ -103,6 +103,8 @@ def test_local_jobs_promote_warm_start_and_gate_on_tolerance(tmp_path, ls, env, 
     first_artifacts = registry.version_dir(first["version"])  # split.json + model.pt travel with the model
     assert request["split"] == str(first_artifacts / "split.json")  # same validation subjects
     assert request["init_from"] == str(first_artifacts / "model.pt") and request["epochs_per_step"] == "2"
+    # the served model's shape (from its recmeta) unless AL_FIT_ARGS says otherwise
+    assert request["extra_args"] == str(("--image-size", "8", "--frames", "2", "--model", "multi", "--mode", "mtl"))
     assert second["metrics"]["current_version"] == first["version"]
     assert second["metrics"]["current_val_mean_balanced_accuracy"] == pytest.approx(0.8)
 

@@ -47,7 +47,8 @@ def run_pipeline(store: ProjectStore, cfg: ActiveLearningConfig, job: dict) -> d
         split=current.split if current else None,
         init_from=current.checkpoint if warm else None,
         epochs_per_step=cfg.warm_epochs_per_step if warm else None,
-        extra_args=tuple(shlex.split(cfg.fit_args)),
+        # the served model's shape first: AL_FIT_ARGS come later and win (argparse keeps the last value)
+        extra_args=(promotion.architecture_args(current.onnx) if current else ()) + tuple(shlex.split(cfg.fit_args)),
     ), env))
     # The extended split (training wrote it): both models are scored on the same, grown validation set.
     split = run_dir / promotion.SPLIT_FILE

@@ -8,6 +8,7 @@ subjects and warm-starts; a version added by hand with `python -m backend.models
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,20 @@ def current_model(model_dir: Path) -> CurrentModel | None:
         return onnx.parent / name if (onnx.parent / name).is_file() else None
 
     return CurrentModel(version, onnx, find(SPLIT_FILE), find(CHECKPOINT_FILE))
+
+
+def architecture_args(onnx_path: Path) -> tuple[str, ...]:
+    """`training.fit` flags that rebuild the served model's shape (input size, frames, kind, mode,
+    fusion), from its recmeta: a job warm-starts the same architecture unless AL_FIT_ARGS says otherwise."""
+    import onnxruntime
+
+    from training.onnx_runner import META_KEY
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    meta = json.loads(session.get_modelmeta().custom_metadata_map.get(META_KEY) or "{}")
+    flags = {"--image-size": meta.get("image_size"), "--frames": meta.get("frames"), "--model": meta.get("kind"),
+             "--mode": meta.get("mode"), "--fusion": meta.get("fusion")}
+    return tuple(x for flag, value in flags.items() if value is not None for x in (flag, str(value)))
 
 
 def _mean(doc: dict | None) -> float | None:

@@ -27,7 +27,7 @@ class TrainRequest:
     split: Path | None  # the current model's split.json: extended (earlier subjects keep their part)
     init_from: Path | None  # warm start from this checkpoint (None: train from scratch)
     epochs_per_step: int | None  # shorter schedule for warm starts; None = the recipe's default
-    extra_args: tuple[str, ...] = ()  # AL_FIT_ARGS, e.g. --image-size 64 --frames 5 (keep them fixed)
+    extra_args: tuple[str, ...] = ()  # the current model's shape flags, then AL_FIT_ARGS (e.g. --threads 2)
 
 
 @dataclass(frozen=True)
