@@ -80,3 +80,15 @@ def test_a_new_project_on_an_offline_split_gets_a_labelled_validation_subject(sc
                                                                                      label_probability=1.0)]
     extended = extend_split(offline, fresh, schema)  # none of the offline subjects is in this export
     assert len(extended["new_subjects"]["val"]) >= 1 and extended["recordings"]["val"]
+
+
+def test_a_lone_labelled_newcomer_validates_while_val_has_no_labels(schema):
+    old = [_unlabelled(f"o{i}", f"old{i}") for i in range(10)]
+    first = split_subjects(old, schema, seed=0)
+    label = schema.labels[0]
+    newcomer = replace(_unlabelled("n0", "new0"), labels={label.name: label.classes[0]},
+                       label_sources={label.name: "annotation"})
+    extended = extend_split(first, old + [newcomer], schema)
+    assert extended["new_subjects"]["val"] == ["new0"] and extended["solver"]["moved_to_val"] == ["new0"]
+    later = replace(newcomer, recording_id="n1", subject_id="new1")  # val has a label now: the ratios decide
+    assert "moved_to_val" not in extend_split(extended, old + [newcomer, later], schema)["solver"]

@@ -10,8 +10,10 @@ Which newcomers are placed:
 - a unit (subjects merged by near-duplicate frames) that holds an earlier subject goes where that
   subject is; if it links earlier subjects of different parts, they stay put, its new subjects join
   the first one's part and the conflict is listed under "duplicate_conflicts";
-- a new unit with at least one label is placed by the integer program (when the export's earlier
-  subjects give val no labelled recording, val gets at least one of two or more newcomers);
+- a new unit with at least one label is placed by the integer program; when the export's earlier
+  subjects give val no labelled recording (e.g. a new project on a model trained offline), val gets
+  one labelled newcomer (its share is raised so that the program's subject bound asks for one; a lone
+  newcomer, or one a fallback left out, is moved there): the promotion gate needs a validation score;
 - a new unit without any label yet is "provisional": it trains (unlabelled: S4L's semi-supervised
   steps use it) but is not fixed, so that once annotated it can still land in val or test.
 """
@@ -25,10 +27,6 @@ from training.split_problem import SPLITS, SplitConfig, build_units
 
 MIN_SHARE = 0.01  # a part already above its share still gets this much weight (ratios must stay positive)
 VAL = SPLITS.index("val")
-# With no labelled validation recording in the export (e.g. a new project on a model trained offline),
-# val's share is raised so that the integer program's subject bound gives it at least one of this many
-# labelled newcomers: the promotion gate needs a validation score.
-MIN_NEW_FOR_FIRST_VAL = 2
 
 
 def earlier_placements(previous: dict) -> dict[str, str]:
@@ -88,10 +86,14 @@ def extend_split(previous: dict, recordings, schema: LabelSchema, duplicate_grou
         new_subjects = sum(len(units[i].subjects) for i in fresh)
         ratios = catch_up_ratios(cfg.ratios, held, new_subjects)
         val_labelled = any(assign[i] == VAL and sum(u.counts) for i, u in enumerate(units))
-        if not val_labelled and new_subjects >= MIN_NEW_FOR_FIRST_VAL:
-            ratios = with_share(ratios, VAL, (1 + 1e-3) / new_subjects)
+        if not val_labelled and new_subjects > 1:
+            ratios = with_share(ratios, VAL, (1 + 1e-3) / new_subjects)  # the subject bound then gives val one
         sub_assign, solver = solve([units[i] for i in fresh], replace(cfg, ratios=ratios))
         solver = {**solver, "ratios": [round(r, 4) for r in ratios]}
+        if not val_labelled and VAL not in sub_assign:  # a single newcomer, or a fallback ignored the bound
+            smallest = min(range(len(fresh)), key=lambda k: (len(units[fresh[k]].recordings), k))
+            sub_assign[smallest] = VAL
+            solver["moved_to_val"] = list(units[fresh[smallest]].subjects)
         for i, part in zip(fresh, sub_assign):
             assign[i] = part
     doc = split_document(units, assign, cfg, schema, solver, merges)
