@@ -43,7 +43,7 @@ FIT_ARGS = "--image-size 32 --frames 3 --width 0.25 --epochs-per-step 1 --thread
 JOB_TIMEOUT_S = 180.0
 NEW_TASKS = 9  # recordings of a new project, each of its own new subject
 FIRST_ANNOTATED = 3  # annotated before "Start training"
-RETRAIN_EVERY = 3  # then this many more start the next job
+RETRAIN_EVERY = 4  # then this many more start the next job (more than FIRST_ANNOTATED)
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +236,9 @@ def new_project_tasks(label_studio, project_id: int, recordings, document_root, 
                                           files=files).json()
             listed = label_studio.request("GET", f"/api/projects/{project_id}/file-uploads?ids="
                                                  f"{json.dumps(upload['file_upload_ids'])}").json()
-            data["frames"] = sorted(f["file"] for f in listed)  # /data/upload/<project>/<uuid>-<name>
+            # LS stores "upload/<project>/<uuid>-<name>" and serves it at /data/upload/...; keep the frame order
+            names = sorted((f["file"] for f in listed), key=lambda name: name.split("-", 1)[1])
+            data["frames"] = [f"/data/{name}" for name in names]
         elif i % 3 == 2:
             data["frames"] = [f"{frame_host.url}/{p}" for p in paths]
         out.append({"data": data})
@@ -267,7 +269,9 @@ def test_an_offline_model_learns_from_a_new_project_with_no_label_studio_setting
         ml_backend = label_studio.connect_ml_backend(project_id, backend)
         assert ml_backend["state"] == "CO", ml_backend
         label_studio.retrieve_predictions(project_id)
-        assert predictions_by_version(label_studio, project_id) == {"offline-v1": NEW_TASKS}  # all three sources
+        assert predictions_by_version(label_studio, project_id) == {"offline-v1": NEW_TASKS}, \
+            [line for log in tmp_path.glob("backend-*.log") for line in log.read_text().splitlines()
+             if "not predicted" in line]  # all three sources
         assert frame_host.auth and all(auth is None for auth in frame_host.auth)  # no token to the frame host
 
         # 1) partial annotations on some new recordings, then "Start training"
