@@ -91,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-epochs", type=int, default=1, help="epochs per S4L step of a warm round")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render", action="store_true", help="only print the table and plot of WORK/report.json")
     args = ap.parse_args(argv)
     bench, work = args.benchmark.resolve(), args.work
+    if args.render:
+        rows = json.loads((work / "report.json").read_text())["rows"]
+        print(table(rows))
+        plot(rows, work / "rounds.png")
+        return 0
     work.mkdir(parents=True, exist_ok=True)
     tasks = json.loads((bench / "export.json").read_text())
     p = plan(tasks, args.holdout, args.per_round, args.rounds, args.seed)
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                            bench, args)
         old_val = evaluate(previous / "model.onnx", export, warm / "split.json", "val", work / f"val_r{k}_old.json",
                            bench, args)
-        gate = decide(new_val, old_val, GateConfig(), f"r{k - 1}")
+        gate = decide(new_val, old_val, GateConfig(), previous.name)
         eval_s = time.monotonic() - started
         full_s = fit(export, full, bench, args, "--split", str(warm / "split.json"),
                      "--epochs-per-step", str(args.epochs))
@@ -156,16 +162,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| round | recordings (added) | new subjects train/val/test | warm retrain: test mBA | full retrain: test mBA "
-             "| gate | warm retrain + gate s | full retrain s |", "|---|---|---|---|---|---|---|---|"]
+def served(rows: list[dict]) -> list[float]:
+    """Test mBA of the model served after each round: the last candidate the gate promoted."""
+    out, current = [], None
     for r in rows:
+        current = r["warm_test"]["mean"] if r.get("promote", True) else current
+        out.append(current)
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| round | recordings (added) | new subjects train/val/test | warm retrain: test mBA | gate "
+             "| served after the gate: test mBA | full retrain, same labels: test mBA | warm retrain + gate s "
+             "| full retrain s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r, now in zip(rows, served(rows)):
         new = r.get("new_subjects")
         split = "/".join(str(len(new[p])) for p in ("train", "val", "test")) if new else "-"
         full = f"{r['full_test']['mean']:.3f}" if "full_test" in r else "-"
         gate = ("promoted" if r["promote"] else "kept") if "promote" in r else "-"
         lines.append(f"| {r['round']} | {r['recordings']} ({r.get('added', '-')}) | {split} | {r['warm_test']['mean']:.3f} "
-                     f"| {full} | {gate} | {r['warm_s'] + r.get('gate_eval_s', 0):.0f} | {r.get('full_s', '-')} |")
+                     f"| {gate} | {now:.3f} | {full} | {r['warm_s'] + r.get('gate_eval_s', 0):.0f} "
+                     f"| {r.get('full_s', '-')} |")
     return "\n".join(lines)
 
 
@@ -177,7 +194,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, (acc, secs) = plt.subplots(1, 2, figsize=(9, 3.2))
     rounds = [r["round"] for r in rows]
-    acc.plot(rounds, [r["warm_test"]["mean"] for r in rows], "o-", label="warm retrain (active learning)")
+    acc.plot(rounds, [r["warm_test"]["mean"] for r in rows], "o-", label="warm retrain (candidate)")
+    acc.plot(rounds, served(rows), "^:", label="served after the gate")
     acc.plot(rounds[1:], [r["full_test"]["mean"] for r in rows[1:]], "s--", label="full retrain, same labels")
     acc.set(xlabel="round", ylabel="test mean balanced accuracy", xticks=rounds)
     acc.legend(fontsize=8)
