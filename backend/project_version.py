@@ -27,7 +27,7 @@ from backend.active_learning.store import ProjectIdError, project_id_of
 from training.ls_auth import LabelStudioAuth, LabelStudioAuthError
 
 log = logging.getLogger(__name__)
-Credentials = Callable[[], tuple[str | None, str | None]]  # () -> (Label Studio URL, API key)
+Credentials = Callable[[str], tuple[str | None, str | None]]  # project id -> (Label Studio URL, API key)
 
 
 class ProjectVersionSync:
@@ -69,7 +69,7 @@ class ProjectVersionSync:
         return ok
 
     def _point(self, project_id: str, version: str) -> bool:
-        url, key = self.credentials()
+        url, key = self.credentials(project_id)
         if not url or not key:
             log.warning("project %s: no Label Studio URL and API key, so its Prediction score column keeps "
                         "its model version; set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY", project_id)

@@ -16,6 +16,7 @@ import numpy as np
 
 from backend import metrics
 from backend.active_learning import handle_webhook, training_status
+from backend.label_studio_host import ProjectHosts
 from backend.live_model import LiveModel, LoadedModel
 from backend.log_redaction import redactor
 from backend.lru import LRU
@@ -45,8 +46,7 @@ class RecordingBackend(MLBase):
         self.live = LiveModel(ModelRegistry(settings.model_dir), use_int8=settings.use_int8,
                               threads=settings.onnx_threads or None, spinning=settings.onnx_spinning)
         self.loader = TaskFrameLoader(ThreadPoolExecutor(FRAME_THREADS, thread_name_prefix="frames"))
-        self._setup_host: str | None = None
-        self._setup_token: str | None = None
+        self.hosts = ProjectHosts(settings)
         self._project_configs = ProjectConfigs()
         self._fetchers: LRU[tuple, FrameFetcher] = LRU(MAX_FETCHERS)
         self._rules: LRU[str, Rules] = LRU(4)  # per model version
@@ -56,11 +56,11 @@ class RecordingBackend(MLBase):
 
     # --- /setup: fast, no model load ---
     def setup(self, *, project=None, label_config=None, hostname=None, access_token=None) -> None:
-        redactor().add(access_token)
-        if hostname:
-            self._setup_host = hostname.rstrip("/")
-        if access_token:
-            self._setup_token = access_token
+        if isinstance(access_token, str):
+            redactor().add(access_token)
+        outcome = self.hosts.setup(project, hostname, access_token)
+        if not outcome.startswith(("token kept", "kept host")):
+            log.info("/setup of project %s: %s", project, outcome)
         if project and label_config:
             self._project_configs.remember(project, label_config)
 
@@ -70,10 +70,11 @@ class RecordingBackend(MLBase):
 
     # --- /webhook: active learning; queues a job, never trains in the request ---
     def fit(self, event: str, data: dict, **kwargs: Any) -> dict:
-        return handle_webhook(data, self.settings)
+        return handle_webhook(data, self.settings, self.hosts)
 
     def health(self) -> dict:
-        return {"training": training_status(self.settings)["state"]}
+        status = training_status(self.settings)
+        return {"training": status["state"], "training_jobs": status["last_jobs"]}
 
     # --- /predict ---
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
@@ -86,7 +87,7 @@ class RecordingBackend(MLBase):
             return [self._failed(task, TaskError("no_model", "no model in MODEL_DIR yet"), None) for task in tasks]
         try:
             view = self._view(loaded, kwargs.get("label_config"), kwargs.get("project"))
-            fetcher = self._fetcher()
+            fetcher = self._fetcher(kwargs.get("project"))
         except TaskError as error:
             return [self._failed(task, error, loaded.version) for task in tasks]
         shape = FrameBatchShape(loaded.model.frames, loaded.model.preprocess)
@@ -178,15 +179,15 @@ class RecordingBackend(MLBase):
     def _rules_for(self, loaded: LoadedModel) -> Rules:
         return self._rules.get_or_create(loaded.version, lambda: load_rules(loaded.model.schema))
 
-    def _label_studio_access(self) -> tuple[str | None, str | None]:
-        """Label Studio's URL and API key: environment first, else what /setup sent."""
-        s = self.settings
-        return s.label_studio_url or self._setup_host, s.label_studio_api_key or self._setup_token
+    def _label_studio_access(self, project: Any) -> tuple[str | None, str | None]:
+        """The project's Label Studio URL and API key (backend/label_studio_host.py)."""
+        connection = self.hosts.connection(project)
+        return connection.url, connection.api_key
 
-    def _fetcher(self) -> FrameFetcher:
-        """Frame fetcher for the Label Studio URL/key (_label_studio_access)."""
+    def _fetcher(self, project: Any) -> FrameFetcher:
+        """Frame fetcher for the project's Label Studio host and credential (backend/label_studio_host.py)."""
         s = self.settings
-        url, key = self._label_studio_access()
+        url, key = self._label_studio_access(project)
         try:
             return self._fetchers.get_or_create((url, key), lambda: FrameFetcher(FrameSourceConfig(
                 label_studio_url=url, api_key=key,

@@ -40,6 +40,8 @@ class Settings:
     min_score: float = 0.0  # a label whose probability is below this is left to the annotator
     min_score_by_label: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     allowed_frame_hosts: tuple[str, ...] = ()  # http(s) hosts besides Label Studio frames may come from
+    # without LABEL_STUDIO_URL: hosts a project's first /setup may name as its Label Studio (backend/label_studio_host.py)
+    setup_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     frame_cache_dir: Path | None = None  # on-disk frame cache; None = no cache
     frame_cache_max_bytes: int = 1 << 30
     frame_timeout_s: float = 10.0  # per frame download, in total (connect + every read)
@@ -79,6 +81,8 @@ class Settings:
         root = get("LOCAL_FILES_DOCUMENT_ROOT")
         cache = get("FRAME_CACHE_DIR")
         hosts = tuple(h.strip().lower() for h in (get("ALLOWED_FRAME_HOSTS") or "").split(",") if h.strip())
+        setup_raw = get("LABEL_STUDIO_SETUP_HOSTS") or ",".join(cls.setup_hosts)  # "none": no /setup host
+        setup_hosts = () if setup_raw.lower() == "none" else tuple(h.strip().lower() for h in setup_raw.split(","))
         settings = cls(
             model_dir=Path(get("MODEL_DIR") or "models"),
             label_studio_url=(get("LABEL_STUDIO_URL") or "").rstrip("/") or None,
@@ -91,6 +95,7 @@ class Settings:
             min_score=number("MIN_SCORE", float, 0.0),
             min_score_by_label=MappingProxyType(per_label),
             allowed_frame_hosts=hosts,
+            setup_hosts=tuple(h for h in setup_hosts if h),
             frame_cache_dir=Path(cache) if cache else None,
             frame_cache_max_bytes=number("FRAME_CACHE_MAX_BYTES", int, 1 << 30),
             frame_timeout_s=number("FRAME_TIMEOUT_S", float, 10.0),

@@ -40,6 +40,7 @@ echo "demo: preparing the Label Studio venv (the first time takes about a minute
 bash scripts/ls_venv.sh >/dev/null
 
 PYTHONPATH=. exec .venv/bin/python - "$backend" "$dir" "${DEMO_PORT:-8080}" "${DEMO_RECORDINGS:-12}" <<'PY'
+import json
 import signal
 import sys
 from pathlib import Path
@@ -52,6 +53,12 @@ for sig in (signal.SIGTERM, signal.SIGHUP):
     signal.signal(sig, lambda *_: sys.exit(0))
 backend_url, root, port, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 recordings = generate(root / "documents" / "synthetic", recordings=n, subjects=max(1, n // 3)).root
+# The generator numbers people from 0 in every set; these are not the default model's people, so that
+# "Start training" adds them to its split as new subjects.
+tasks = json.loads((recordings / "tasks.json").read_text(encoding="utf-8"))
+for task in tasks:
+    task["data"]["subject_id"] = "demo_" + task["data"]["subject_id"]
+(recordings / "tasks.json").write_text(json.dumps(tasks, indent=1), encoding="utf-8")
 config = LabelStudioConfig(data_dir=root / "label-studio", document_root=root / "documents", port=port,
                            password="recmeta-demo", legacy_token="recmeta-demo-token")
 print(f"demo: starting Label Studio on port {port} (about 40 s on a fresh folder)", flush=True)

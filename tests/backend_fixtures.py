@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import http.server
 import io
-import json
 import threading
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from e2e.server_process import ThreadedHTTPServer
 from training.schema import LabelSchema, load_label_config
 
 LS_DIR = Path(__file__).resolve().parent / "fixtures" / "label_studio"  # recorded Label Studio 1.23.2 bodies
@@ -130,7 +131,7 @@ def fake_jwt(token_type: str, lifetime_s: float = 3600) -> str:
                      part({"token_type": token_type, "exp": int(time.time() + lifetime_s)}), "sig"])
 
 
-class FakeLabelStudio:
+class FakeLabelStudio(ThreadedHTTPServer):
     """Serves /data/upload/<name> from `files` to `Authorization: Token <token>` or, when `pat` is
     given, to `Bearer <access>` after POST /api/token/refresh/ {"refresh": pat}; else 401."""
 
@@ -148,6 +149,7 @@ class FakeLabelStudio:
                 self.wfile.write(json.dumps({"access": access} if ok else {"detail": "bad token"}).encode())
 
             def do_GET(self):  # noqa: N802
+                outer.seen.append((self.path, self.headers.get("Authorization")))
                 if self.headers.get("Authorization") not in (f"Token {token}", f"Bearer {access}" if pat else None):
                     self.send_response(401)
                     self.end_headers()
@@ -162,13 +164,8 @@ class FakeLabelStudio:
                 outer.requests += 1
 
         self.requests = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.seen: list[tuple[str, str | None]] = []  # (path, Authorization) of every GET
+        super().__init__(Handler)
 
 
 def backend_settings(tmp_path: Path, **overrides):

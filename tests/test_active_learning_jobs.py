@@ -103,6 +103,8 @@ def test_local_jobs_promote_warm_start_and_gate_on_tolerance(tmp_path, ls, env, 
     first_artifacts = registry.version_dir(first["version"])  # split.json + model.pt travel with the model
     assert request["split"] == str(first_artifacts / "split.json")  # same validation subjects
     assert request["init_from"] == str(first_artifacts / "model.pt") and request["epochs_per_step"] == "2"
+    # the served model's shape (from its recmeta) unless AL_FIT_ARGS says otherwise
+    assert request["extra_args"] == str(("--image-size", "8", "--frames", "2", "--model", "multi", "--mode", "mtl"))
     assert second["metrics"]["current_version"] == first["version"]
     assert second["metrics"]["current_val_mean_balanced_accuracy"] == pytest.approx(0.8)
 
@@ -125,6 +127,13 @@ def test_crashing_job_keeps_current_model_and_reports(tmp_path, ls, env, monkeyp
     assert status["last_result"]["error"] == "RuntimeError: fake training crashed"
     assert ModelRegistry(settings.model_dir).current() == seed
     assert [v.version for v in ModelRegistry(settings.model_dir).versions()] == [seed]
+    last = training_status(settings)["last_jobs"]["1"]  # what /health shows per project
+    assert last["outcome"] == "failed" and last["reason"] == "RuntimeError: fake training crashed"
+    monkeypatch.delenv("AL_FAKE_MODE")
+    handle_webhook(START, settings)
+    wait_for_state(settings)
+    last = training_status(settings)["last_jobs"]["1"]  # a later success replaces the failure
+    assert last["outcome"] == "promoted" and "0.8000 vs 0.8000" in last["reason"], last
 
 
 def test_job_killed_mid_export_is_reported_and_nothing_half_written(tmp_path, env):

@@ -55,7 +55,7 @@ def test_real_training_job_then_warm_start(tmp_path, monkeypatch):
     jobs = tmp_path / "models/active_learning/projects/1/jobs"
     fit_config = json.loads((jobs / second["job_id"] / "run/config.json").read_text())
     kept = tmp_path / "models/versions" / first["version"]  # split.json + model.pt travel with the model
-    assert fit_config["split"] == str(kept / "split.json") and fit_config["init_from"] == str(kept / "model.pt")
+    assert fit_config["extend_split"] == str(kept / "split.json") and fit_config["init_from"] == str(kept / "model.pt")
     first_split = json.loads((jobs / first["job_id"] / "run/split.json").read_text())
     assert json.loads((kept / "split.json").read_text()) == first_split  # same validation subjects
     # the current model's score is recomputed on this export; the new one comes from the same CLI

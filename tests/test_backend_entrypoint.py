@@ -45,7 +45,7 @@ def test_entrypoint_starts_the_backend_on_a_fresh_model_dir(tmp_path):
     try:
         health = wait_for_health(url, proc, timeout_s=30, log=log)
         assert health == {"status": "UP", "model_class": "RecordingBackend", "model_version": None,
-                          "training": "idle"}
+                          "training": "idle", "training_jobs": {}}
         assert model_dir.is_dir()
         add_tiny_version(model_dir, tmp_path, "live-v1")  # both workers see it without a restart
         time.sleep(1.2)

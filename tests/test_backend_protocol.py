@@ -39,7 +39,8 @@ def sample(name: str, **labels) -> float:
 def test_health_and_setup_before_any_model(tmp_path):
     client = TestClient(create_app(backend_settings(tmp_path)))
     health = client.get("/health").json()
-    assert health == {"status": "UP", "model_class": "RecordingBackend", "model_version": None, "training": "idle"}
+    assert health == {"status": "UP", "model_class": "RecordingBackend", "model_version": None, "training": "idle",
+                      "training_jobs": {}}
     assert client.post("/setup", json=ls_fixture("setup_request.json")).json() == {"model_version": NO_MODEL_VERSION}
     answer = client.post("/predict", json=ls_fixture("predict_request_batch5.json")).json()
     assert len(answer["results"]) == 5 and all("result" not in r for r in answer["results"])
@@ -154,8 +155,11 @@ def test_metrics_exposes_counters_and_latency(served, tmp_path):
 
 
 def test_webhook_reaches_active_learning_and_training_status_is_served(tmp_path):
+    fake = FakeLabelStudio({"/api/projects/1": b"{}"}, TOKEN)  # the project the webhook names exists
     client = TestClient(create_app(backend_settings(tmp_path)))
+    client.post("/setup", json={**ls_fixture("setup_request.json"), "hostname": fake.url, "access_token": TOKEN})
     answer = client.post("/webhook", json=ls_fixture("webhook_ANNOTATION_CREATED.json")).json()
+    fake.close()
     assert answer["status"] == "counted"  # one annotation: below RETRAIN_EVERY, no job
     status = client.get("/training").json()
     assert status["state"] == "idle"

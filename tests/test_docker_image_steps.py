@@ -50,6 +50,25 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     return instructions
 
 
+def stage(instructions, name: str | None = None) -> list[tuple[str, str]]:
+    """The instructions that build stage `name` (default: the last stage, what `docker build` builds),
+    its parent stages' first; FROM lines dropped."""
+    stages, parents, current = {}, {}, None
+    for keyword, args in instructions:
+        if keyword == "FROM":
+            words = args.split()
+            current = words[2] if len(words) == 3 and words[1].upper() == "AS" else f"#{len(stages)}"
+            stages[current], parents[current] = [], words[0]
+        else:
+            stages[current].append((keyword, args))
+    name = name or current
+    chain = stages[name]
+    while parents[name] in stages:
+        name = parents[name]
+        chain = stages[name] + chain
+    return chain
+
+
 def args_of(instructions, keyword: str) -> list[str]:
     return [args for kw, args in instructions if kw == keyword]
 
@@ -125,7 +144,13 @@ def healthcheck(instructions) -> tuple[str, float]:
 
 @pytest.fixture(scope="module")
 def dockerfile():
-    return dockerfile_instructions((ROOT / "Dockerfile").read_text())
+    """The serving image: the Dockerfile's last (default) stage."""
+    return stage(dockerfile_instructions((ROOT / "Dockerfile").read_text()))
+
+
+@pytest.fixture(scope="module")
+def train_dockerfile():
+    return stage(dockerfile_instructions((ROOT / "Dockerfile").read_text()), "train")
 
 
 def test_dockerfile_serves_as_non_root_without_compilers_with_a_model_volume(dockerfile):
@@ -143,8 +168,16 @@ def test_dockerfile_serves_as_non_root_without_compilers_with_a_model_volume(doc
 
 @pytest.fixture(scope="module")
 def image(dockerfile, tmp_path_factory):
+    return replay_image(dockerfile, tmp_path_factory.mktemp("image"))
+
+
+@pytest.fixture(scope="module")
+def train_image(train_dockerfile, tmp_path_factory):
+    return replay_image(train_dockerfile, tmp_path_factory.mktemp("train-image"))
+
+
+def replay_image(dockerfile, root: Path) -> SimpleNamespace:
     """The image's files and its installed clean virtualenv; env: the image's ENV over this machine's."""
-    root = tmp_path_factory.mktemp("image")
     app, venv, tmp = root / "app", root / "venv", root / "tmp"
     tmp.mkdir()
     replay_copies(dockerfile, ROOT, app)
@@ -156,7 +189,7 @@ def image(dockerfile, tmp_path_factory):
     env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}", TMPDIR=str(tmp), HOME=str(tmp))
     (install,) = [r for r in args_of(dockerfile, "RUN") if "scripts/docker_install.sh" in r]
     done = subprocess.run(["/bin/sh", "-c", install], cwd=app, env=dict(env, PYTHON=str(venv / "bin" / "python")),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"RUN {install} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return SimpleNamespace(app=app, python=str(venv / "bin" / "python"), env=env)
 
@@ -168,6 +201,28 @@ def test_install_step_gives_a_consistent_torch_free_environment(image):
     assert found.stdout.split() == ["True", "True"]
     check = subprocess.run([image.python, "-m", "pip", "check"], env=image.env, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
+
+
+@pytest.mark.slow
+def test_training_image_retrains_where_the_backend_runs(train_dockerfile, train_image, tmp_path):
+    """The train target: same entrypoint, user and volume as the serving image, and a real
+    `python -m training.fit` (what a local active-learning job runs) works in its environment."""
+    assert args_of(train_dockerfile, "ENTRYPOINT") and args_of(train_dockerfile, "USER")[-1] != "root"
+    check = subprocess.run([train_image.python, "-m", "pip", "check"], env=train_image.env, capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout
+    run = [train_image.python, "-m"]
+    env = dict(train_image.env, PYTHONPATH="")  # the image's /app, not this checkout
+    subprocess.run(run + ["training.synthetic", "--out", str(tmp_path / "syn"), "--recordings", "6",
+                          "--subjects", "6", "--frames", "3", "--size", "32"],
+                   cwd=train_image.app, env=env, check=True, capture_output=True, timeout=120)
+    fit = subprocess.run(run + ["training.fit", "--export", str(tmp_path / "syn" / "export.json"),
+                                "--data-root", str(tmp_path), "--out", str(tmp_path / "run"), "--image-size", "32",
+                                "--frames", "3", "--width", "0.25", "--steps", "3", "--epochs-per-step", "1",
+                                "--threads", "1", "--batch-size", "4", "--no-progress"],
+                         cwd=train_image.app, env=env, capture_output=True, text=True, timeout=300)
+    assert fit.returncode == 0, fit.stdout[-2000:] + fit.stderr[-2000:]
+    assert (tmp_path / "run" / "model.onnx").is_file() and (tmp_path / "run" / "split.json").is_file()
 
 
 def expected_choices(weights, schema) -> dict[str, tuple[str, float]]:

@@ -177,6 +177,9 @@ class FitConfig:
     data_root: str | None = None  # LOCAL_FILES_DOCUMENT_ROOT for /data/local-files/ frame refs
     split: str | None = None  # split.json to use; None = compute with training.split and write RUN/split.json
     split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train, val, test (subjects)
+    # an earlier split.json to extend: its subjects keep their part, new ones are assigned (split_extend.py)
+    extend_split: str | None = None
+    dup_threshold: int = 4  # near-duplicate frames (phash Hamming distance) merge subjects in a computed split; -1 = off
     init_from: str | None = None  # model.pt whose weights start the training
     label_studio_url: str | None = None  # for /data/upload/ and other server-relative frame refs
     label_studio_api_key: str | None = None  # never written to config.json
@@ -189,6 +192,11 @@ class FitConfig:
     # TEST split instead of its annotations; never used for training, model selection or the choice of heads
     test_truth: str | None = None
     int8: bool = False  # also write model.int8.onnx (static QDQ) when within 0.5 points of fp32 on val
+
+    def __post_init__(self) -> None:
+        if self.split and self.extend_split:
+            raise ValueError("split and extend_split exclude each other: --split uses a split as it is, "
+                             "--extend-split adds the export's new subjects to one")
 
     def to_dict(self) -> dict:
         d = asdict(self)

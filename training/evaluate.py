@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from training.export_reader import read_export
-from training.frame_source import FrameError, FrameFetcher, FrameSourceConfig
+from training.frame_source import FrameError, FrameFetcher, FrameSourceConfig, allowed_hosts_from_env
 from training.metrics import evaluate
 from training.onnx_runner import OnnxRecordingModel
 from training.preprocess import FrameDecodeError, frames_to_batch, pick_frame_indices
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     notes += [f"export: {p}" for p in export.problems if p.severity == "error"]
     fetcher = FrameFetcher(FrameSourceConfig(label_studio_url=args.label_studio_url,
                                              api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
-                                             document_root=args.data_root))
+                                             document_root=args.data_root, allowed_hosts=allowed_hosts_from_env()))
     result = score_recordings(model, recordings, truth, labels, fetcher.fetch, args.batch_size)
     result.notes[:0] = notes
     doc = {**result.metrics, "model": str(args.model), "model_version": model.model_version,

@@ -23,6 +23,7 @@ from training.config import FitConfig, ModelConfig
 from training.dataset import RecordingDataset, label_counts, load_recordings, subsample_labels
 from training.distributed import DistContext, barrier, gather, init_distributed, shutdown
 from training.export_reader import problem_report, read_export
+from training.fit_split import compute_split, read_split
 from training.models.recording_model import RecordingModel, StlEnsemble
 from training.recipe import RecipeData, RunLog, predict, run_recipe, trained_heads
 from training.run_outputs import summary_text, write_outputs
@@ -209,30 +210,23 @@ def _write_config(run: Path, cfg: FitConfig, resume: bool, ctx: DistContext) -> 
 
 def _split(cfg: FitConfig, run: Path, recordings, schema, ctx: DistContext) -> dict:
     if cfg.split:
-        split = json.loads(Path(cfg.split).read_text(encoding="utf-8"))
-        parts = split.get("recordings") if isinstance(split, dict) else None
-        if not isinstance(parts, dict) or any(not isinstance(parts.get(s), list) for s in ("train", "val", "test")):
-            raise ValueError(f"{cfg.split}: a split needs \"recordings\": {{\"train\": [...], \"val\": [...], "
-                             f"\"test\": [...]}} (training.split writes it)")
-        return split
+        return read_split(cfg.split)
     path = run / "split.json"
     split = None
     if ctx.is_main:
         if path.exists():  # a resumed run keeps its split
             split = json.loads(path.read_text(encoding="utf-8"))
         else:
-            from training.split import split_subjects
-
-            split = split_subjects(recordings, schema, ratios=cfg.split_ratios, seed=cfg.recipe.seed)
+            split = compute_split(cfg, recordings, schema, _fetcher(cfg))
             path.write_text(json.dumps(split, indent=1), encoding="utf-8")
     return gather(split, ctx)[0]  # rank 0's split on every rank
 
 
 def _fetcher(cfg: FitConfig):
-    from training.frame_source import FrameFetcher, FrameSourceConfig
+    from training.frame_source import FrameFetcher, FrameSourceConfig, allowed_hosts_from_env
 
     return FrameFetcher(FrameSourceConfig(label_studio_url=cfg.label_studio_url, api_key=cfg.label_studio_api_key,
-                                          document_root=cfg.data_root)).fetch
+                                          document_root=cfg.data_root, allowed_hosts=allowed_hosts_from_env())).fetch
 
 
 def _cache_dir(cfg: FitConfig) -> Path | None:

@@ -29,7 +29,8 @@ DEST_FIELDS = {
     "final_model": "recipe.final_model", "augment": "data.augment.enabled",
     "max_preload_frames": "data.max_preload_frames", "store": "data.store", "loader_workers": "data.loader_workers",
     "precision": "recipe.precision", "test_truth": "test_truth", "no_baseline": "baseline.enabled",
-    "baseline_grid": "baseline.grid", "baseline_c": "baseline.c_values",
+    "baseline_grid": "baseline.grid", "baseline_c": "baseline.c_values", "extend_split": "extend_split",
+    "dup_threshold": "dup_threshold",
 }
 
 
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-root", help="LOCAL_FILES_DOCUMENT_ROOT for /data/local-files/ frame URLs")
     ap.add_argument("--out", help="run directory; required without --config")
     ap.add_argument("--split", help="split.json to use (default: computed and written to RUN/split.json)")
+    ap.add_argument("--extend-split", help="an earlier split.json: its subjects keep their part, subjects it has "
+                                           "not seen are assigned (training/split_extend.py); written to RUN/split.json")
+    ap.add_argument("--dup-threshold", type=int, default=FitConfig.dup_threshold,
+                    help="computed/extended split: merge subjects whose frames are within this phash distance (-1 = off)")
     ap.add_argument("--mode", choices=("mtl", "stl"), default=ModelConfig.mode)
     ap.add_argument("--model", choices=("multi", "single"), default=ModelConfig.kind)
     ap.add_argument("--frames", type=int, default=DataConfig.frames)
@@ -173,6 +178,7 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
 def config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig:
     return FitConfig(
         export=a.export, out=a.out, label_config=a.label_config, data_root=a.data_root, split=a.split,
+        extend_split=a.extend_split, dup_threshold=a.dup_threshold,
         init_from=a.init_from, int8=a.int8, test_truth=a.test_truth, label_studio_url=os.environ.get("LABEL_STUDIO_URL"),
         baseline=BaselineConfig(enabled=not a.no_baseline, grid=a.baseline_grid,
                                 c_values=_floats(a.baseline_c, "--baseline-c")),

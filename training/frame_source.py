@@ -101,6 +101,13 @@ def host_label(url: str) -> str:
     return urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
+def allowed_hosts_from_env(env=None) -> tuple[str, ...]:
+    """ALLOWED_FRAME_HOSTS (comma-separated), as the backend reads it: the training CLIs that an
+    active-learning job runs fetch the same frames the backend predicts on."""
+    raw = (os.environ if env is None else env).get("ALLOWED_FRAME_HOSTS") or ""
+    return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
 def _inside(path: str, root: str) -> bool:
     return os.path.commonpath([path, root]) == root
 

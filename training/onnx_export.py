@@ -1,7 +1,7 @@
 """Export a RecordingModel to ONNX with its recmeta metadata, verified against ONNX Runtime.
 
 The file appears at `path` only after ONNX Runtime reproduced the torch logits on the example
-(max |diff| <= PARITY_ATOL, identical argmax); otherwise nothing is written and OnnxParityError is
+(max |diff| <= PARITY_ATOL x max(1, max |logit|), identical argmax); otherwise nothing is written and OnnxParityError is
 raised. Pass real preprocessed frames as the example: random noise can hide numeric problems.
 """
 from __future__ import annotations
@@ -50,8 +50,10 @@ def _check_parity(path: Path, expected: dict[str, np.ndarray], frames: np.ndarra
     got = OnnxRecordingModel(path).predict_logits(frames, mask)
     for name, want in expected.items():
         diff = float(np.max(np.abs(got[name] - want))) if want.size else 0.0
-        if not diff <= PARITY_ATOL:  # also catches NaN
-            raise OnnxParityError(f"output {name!r}: max |onnx - torch| = {diff:.3g} > {PARITY_ATOL}")
+        # float32 round-off grows with the logits' size (a warm-started model's can be large)
+        limit = PARITY_ATOL * max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
+        if not diff <= limit:  # also catches NaN
+            raise OnnxParityError(f"output {name!r}: max |onnx - torch| = {diff:.3g} > {limit:.3g}")
         if not np.array_equal(got[name].argmax(axis=1), want.argmax(axis=1)):
             raise OnnxParityError(f"output {name!r}: argmax differs between onnx and torch")
 

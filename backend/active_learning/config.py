@@ -27,6 +27,8 @@ class ActiveLearningConfig:
     data_root: Path | None = None  # LOCAL_FILES_DOCUMENT_ROOT: where export frame paths resolve
     retrain_every: int = 10  # new/changed/deleted annotations that start a job; 0 = only START_TRAINING
     promote_tolerance: float = 0.02  # promote unless new val mean balanced accuracy < current - this
+    promote_label_tolerance: float = 0.10  # ... or a gated label's val balanced accuracy < current's - this
+    promote_min_labels: int = 5  # a label is gated when the val set holds at least this many of its labels
     full_retrain_on_start: bool = False  # START_TRAINING trains from scratch instead of warm-starting
     warm_epochs_per_step: int = 2  # shorter S4L schedule when warm-started from the current model
     fit_args: str = ""  # extra `python -m training.fit` arguments (shell syntax), same for every job
@@ -43,8 +45,12 @@ class ActiveLearningConfig:
     def __post_init__(self) -> None:
         if self.retrain_every < 0:
             raise ActiveLearningConfigError(f"RETRAIN_EVERY must be >= 0, got {self.retrain_every}")
-        if not 0.0 <= self.promote_tolerance <= 1.0:
-            raise ActiveLearningConfigError(f"PROMOTE_TOLERANCE must be in [0, 1], got {self.promote_tolerance}")
+        for name, value in (("PROMOTE_TOLERANCE", self.promote_tolerance),
+                            ("PROMOTE_LABEL_TOLERANCE", self.promote_label_tolerance)):
+            if not 0.0 <= value <= 1.0:
+                raise ActiveLearningConfigError(f"{name} must be in [0, 1], got {value}")
+        if self.promote_min_labels < 1:
+            raise ActiveLearningConfigError(f"PROMOTE_MIN_LABELS must be >= 1, got {self.promote_min_labels}")
         if self.export_attempts < 1 or self.warm_epochs_per_step < 1:
             raise ActiveLearningConfigError("AL_EXPORT_ATTEMPTS and AL_WARM_EPOCHS_PER_STEP must be >= 1")
         try:
@@ -74,6 +80,8 @@ class ActiveLearningConfig:
 _ENV = {
     "RETRAIN_EVERY": ("retrain_every", int),
     "PROMOTE_TOLERANCE": ("promote_tolerance", float),
+    "PROMOTE_LABEL_TOLERANCE": ("promote_label_tolerance", float),
+    "PROMOTE_MIN_LABELS": ("promote_min_labels", int),
     "FULL_RETRAIN_ON_START": ("full_retrain_on_start", bool),
     "AL_WARM_EPOCHS_PER_STEP": ("warm_epochs_per_step", int),
     "AL_FIT_ARGS": ("fit_args", str),

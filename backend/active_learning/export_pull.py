@@ -37,7 +37,8 @@ def pull_export(cfg: ActiveLearningConfig, project: str, dest: Path,
                 on_retry: Callable[[int, str], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> int:
     """Write the export to `dest`; returns the number of tasks. Raises ExportPullError."""
     if not cfg.label_studio_url or not cfg.label_studio_api_key:
-        raise ExportPullError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set to pull exports")
+        raise ExportPullError(f"no Label Studio host and credential for project {project}: set LABEL_STUDIO_URL "
+                              "and LABEL_STUDIO_API_KEY, or let Label Studio call /setup (docs/backend.md)")
     url = export_url(cfg.label_studio_url, project)
     where = f"GET /api/projects/{project}/export on {cfg.label_studio_url}"
     last = ""

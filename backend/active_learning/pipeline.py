@@ -1,7 +1,9 @@
-"""The body of one job: export -> train (warm or full) -> evaluate both models -> promote or not."""
+"""The body of one job: export -> train (warm or full, on the current split extended to new subjects)
+-> evaluate both models on the extended validation set -> per-label gate -> promote or not."""
 from __future__ import annotations
 
 import importlib
+import json
 import shlex
 import time
 from pathlib import Path
@@ -45,33 +47,41 @@ def run_pipeline(store: ProjectStore, cfg: ActiveLearningConfig, job: dict) -> d
         split=current.split if current else None,
         init_from=current.checkpoint if warm else None,
         epochs_per_step=cfg.warm_epochs_per_step if warm else None,
-        extra_args=tuple(shlex.split(cfg.fit_args)),
+        # the served model's shape first: AL_FIT_ARGS come later and win (argparse keeps the last value)
+        extra_args=(promotion.architecture_args(current.onnx) if current else ()) + tuple(shlex.split(cfg.fit_args)),
     ), env))
-    # The current model's validation subjects when it has them, so that both scores compare.
-    split = current.split if current and current.split else run_dir / promotion.SPLIT_FILE
+    # The extended split (training wrote it): both models are scored on the same, grown validation set.
+    split = run_dir / promotion.SPLIT_FILE
     if not split.is_file():
         raise FileNotFoundError(f"training wrote no {split} (needed to compare models on the same subjects)")
 
     jobs.set_stage(store, job_id, "evaluating")
 
-    def score(model: Path, out: str) -> float | None:
+    def score(model: Path, out: str) -> dict:
         return steps.evaluate(EvalRequest(model, export, cfg.data_root, split, job_dir / out), env)
 
-    new_score = score(run_dir / "model.onnx", "eval_new.json")
-    current_score = score(current.onnx, "eval_current.json") if current else None
-    decision = promotion.decide(new_score, current_score, cfg.promote_tolerance, current_version)
+    new_eval = score(run_dir / "model.onnx", "eval_new.json")
+    current_eval = score(current.onnx, "eval_current.json") if current else None
+    gate = promotion.GateConfig(cfg.promote_tolerance, cfg.promote_label_tolerance, cfg.promote_min_labels)
+    decision = promotion.decide(new_eval, current_eval, gate, current_version)
     version = None
     if decision.promote:
         jobs.set_stage(store, job_id, "promoting")
         decision, version = _promote_if_still_current(store, cfg, job_id, run_dir, split, current_version, decision)
+    extended = json.loads(split.read_text(encoding="utf-8"))
 
     return {
         "job_id": job_id, "status": "succeeded", "error": None, "full": bool(job.get("full")),
         "reasons": job.get("reasons", []), "warm_start": warm, "export_tasks": n_tasks,
         "started_at": job.get("started_at"), "finished_at": time.time(),
         "promoted": version is not None, "version": version, "promotion_reason": decision.reason,
-        "metrics": {"new_val_mean_balanced_accuracy": new_score, "current_val_mean_balanced_accuracy": current_score,
-                    "current_version": current_version, "tolerance": cfg.promote_tolerance},
+        "metrics": {"new_val_mean_balanced_accuracy": (new_eval or {}).get("mean_balanced_accuracy"),
+                    "current_val_mean_balanced_accuracy": (current_eval or {}).get("mean_balanced_accuracy"),
+                    "current_version": current_version, "tolerance": cfg.promote_tolerance,
+                    "label_tolerance": cfg.promote_label_tolerance, "min_labels": cfg.promote_min_labels,
+                    "labels": list(decision.labels)},
+        "split": {"new_subjects": extended.get("new_subjects"), "provisional": extended.get("provisional"),
+                  "val_subjects": len((extended.get("subjects") or {}).get("val") or ())},
     }
 
 
@@ -84,5 +94,5 @@ def _promote_if_still_current(store: ProjectStore, cfg: ActiveLearningConfig, jo
         now_version = now.version if now else None
         if now_version != compared:
             return promotion.Decision(False, f"the current model changed during the job ({compared} -> "
-                                             f"{now_version}); not promoted"), None
+                                             f"{now_version}); not promoted", decision.labels), None
         return decision, promotion.promote(cfg.model_dir, run_dir, f"p{store.project}-{job_id}", split)

@@ -75,7 +75,19 @@ def training_status(settings: Any) -> dict:
         finished = [s for s in projects.values() if s["last_result"]]
         overall = max(finished, key=lambda s: s["last_result"].get("finished_at") or 0)["state"] if finished else "idle"
     return {"state": overall, "runner": "rq" if cfg.redis_url else "local", "retrain_every": cfg.retrain_every,
-            "promote_tolerance": cfg.promote_tolerance, "projects": projects}
+            "promote_tolerance": cfg.promote_tolerance, "projects": projects,
+            "last_jobs": {p: last_job(s["last_result"]) for p, s in projects.items() if s["last_result"]}}
+
+
+def last_job(result: dict) -> dict:
+    """A project's last job in a line: its outcome and why (for /health; a later job replaces it)."""
+    if result.get("status") == "failed":
+        outcome, reason = "failed", result.get("error") or ""
+    else:
+        outcome, reason = ("promoted" if result.get("promoted") else "kept current model"), \
+            result.get("promotion_reason") or ""
+    return {"job_id": result.get("job_id"), "outcome": outcome, "reason": reason[:300],
+            "version": result.get("version"), "finished_at": result.get("finished_at")}
 
 
 def recover_on_startup(settings: Any) -> dict:

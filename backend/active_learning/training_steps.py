@@ -1,8 +1,9 @@
 """The default train/evaluate steps of a job: the training CLIs, each in its own process.
 
 A steps module (AL_STEPS_MODULE) provides `train(req: TrainRequest, env) -> Path` (a run folder
-holding model.onnx, metrics.json, split.json, model.pt) and `evaluate(req: EvalRequest, env) ->
-float | None` (validation mean balanced accuracy). `env` holds extra environment variables for
+holding model.onnx, metrics.json, split.json, model.pt) and `evaluate(req: EvalRequest, env) -> dict`
+(training.evaluate's metrics.json on the validation subset: mean_balanced_accuracy and per label
+balanced_accuracy and n). `env` holds extra environment variables for
 the CLIs (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY, for frames served by Label Studio). Tests
 inject fast fakes the same way. Subprocesses keep torch out of the worker and contain crashes.
 """
@@ -23,10 +24,10 @@ class TrainRequest:
     label_config: Path
     data_root: Path | None
     out: Path  # run folder to create
-    split: Path | None  # keep these validation subjects (the current model's split.json)
+    split: Path | None  # the current model's split.json: extended (earlier subjects keep their part)
     init_from: Path | None  # warm start from this checkpoint (None: train from scratch)
     epochs_per_step: int | None  # shorter schedule for warm starts; None = the recipe's default
-    extra_args: tuple[str, ...] = ()  # AL_FIT_ARGS, e.g. --image-size 64 --frames 5 (keep them fixed)
+    extra_args: tuple[str, ...] = ()  # the current model's shape flags, then AL_FIT_ARGS (e.g. --threads 2)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def train(req: TrainRequest, env: Mapping[str, str]) -> Path:
     if req.data_root is not None:
         args += ["--data-root", str(req.data_root)]
     if req.split is not None:
-        args += ["--split", str(req.split)]
+        args += ["--extend-split", str(req.split)]
     if req.init_from is not None:
         args += ["--init-from", str(req.init_from)]
     if req.epochs_per_step is not None:  # after extra_args: argparse keeps the last value
@@ -66,17 +67,11 @@ def train(req: TrainRequest, env: Mapping[str, str]) -> Path:
     return req.out
 
 
-def validation_score(metrics: dict) -> float | None:
-    """mean_balanced_accuracy of a metrics.json: under "val" (fit) or at the top (evaluate --subset val)."""
-    section = metrics.get("val", metrics)
-    return section.get("mean_balanced_accuracy") if isinstance(section, dict) else None
-
-
-def evaluate(req: EvalRequest, env: Mapping[str, str]) -> float | None:
+def evaluate(req: EvalRequest, env: Mapping[str, str]) -> dict:
     # Without LOCAL_FILES_DOCUMENT_ROOT, evaluate fetches frames from Label Studio (as training does).
     args = ["training.evaluate", "--model", str(req.model), "--export", str(req.export),
             "--split", str(req.split), "--subset", "val", "--out", str(req.out)]
     if req.data_root is not None:
         args += ["--data-root", str(req.data_root)]
     _run(args, req.out.parent / "evaluate.log", env)
-    return validation_score(json.loads(req.out.read_text(encoding="utf-8")))
+    return json.loads(req.out.read_text(encoding="utf-8"))

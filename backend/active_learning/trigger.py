@@ -1,6 +1,7 @@
 """Webhook entry point: count annotation changes, start/coalesce jobs; never trains in the request."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from . import jobs
@@ -16,8 +17,13 @@ class WebhookError(ValueError):
     """The webhook body cannot be used (the app should answer 400 with this message)."""
 
 
-def handle_webhook(payload: Any, settings: Any) -> dict:
+def handle_webhook(payload: Any, settings: Any, hosts: Any = None) -> dict:
     """Handle one Label Studio webhook body; returns at once with what was done.
+
+    `hosts` (backend.label_studio_host.ProjectHosts; the app passes it) gives the project's Label
+    Studio host and credential for its jobs, and refuses a project it cannot confirm (never set up,
+    or unknown to Label Studio) before anything is written for it. Without it the settings' URL
+    and key are used and every project is accepted (library use, tests).
 
     `status` is 'ignored' (other actions), 'counted' (change noted, threshold not reached),
     'started', 'absorbed' (joins the job that has not begun its export), 'queued' or 'coalesced'
@@ -38,6 +44,11 @@ def handle_webhook(payload: Any, settings: Any) -> dict:
 
     cfg = config_from_settings(settings)
     store = ProjectStore(cfg.state_root, project)
+    if hosts is not None:
+        if not store.state_path.is_file() and (why := hosts.why_unknown(project)):
+            raise WebhookError(f"{action} refused: {why}")
+        connection = hosts.connection(project)
+        cfg = replace(cfg, label_studio_url=connection.url, label_studio_api_key=connection.api_key)
     with store.locked() as state:
         jobs.reap_dead_job(store, cfg, state)
         _remember_label_config(store, project_field)

@@ -1,4 +1,4 @@
-"""A stand-in for Label Studio's export endpoint (active-learning tests and benchmarks/active_learning_nuaa.py)."""
+"""A stand-in for Label Studio's export endpoint (the active-learning tests)."""
 from __future__ import annotations
 
 import http.server
