@@ -60,6 +60,21 @@ def run_cell(run: Path, cmd: list[str]) -> str:
     return f"{run.name}: rc={rc}"
 
 
+def _served(metrics: dict) -> dict:
+    """The served heads' test scores under training.baseline.choose_heads, from the run's validation figures: what
+    training.fit serves with the network and baseline this run trained (a run made under another choice rule is
+    scored as the current rule would serve it)."""
+    from training.baseline import choose_heads
+
+    def val(head: str) -> dict:
+        labels = ((metrics.get(head) or {}).get("val") or {}).get("labels") or {}
+        return {n: m.get("balanced_accuracy") for n, m in labels.items()}
+
+    untrained = {n for n, c in metrics["baseline"]["strengths"].items() if c is None}
+    serving = choose_heads(val("network"), val("baseline"), untrained)
+    return {"labels": {n: metrics[head]["test"]["labels"][n] for n, head in serving.items()}}
+
+
 def cell_rows(run: Path, benchmark: str) -> list[dict]:
     metrics = json.loads((run / "metrics.json").read_text())
     config = json.loads((run / "config.json").read_text())
@@ -67,20 +82,30 @@ def cell_rows(run: Path, benchmark: str) -> list[dict]:
     split = Path(config["split"]).stem
     rows = []
     for head in HEADS:
-        doc = metrics["test"] if head == "served" else (metrics.get(head) or {}).get("test")
+        doc = _served(metrics) if head == "served" else (metrics.get(head) or {}).get("test")
         for label, m in ((doc or {}).get("labels") or {}).items():
             rows.append({
                 "benchmark": benchmark, "split": split, "fraction": config["data"]["label_fraction"],
                 "seed": config["recipe"]["seed"], "arm": arm, "head": head, "label": label,
                 "balanced_accuracy": "" if m.get("balanced_accuracy") is None else f"{m['balanced_accuracy']:.4f}",
-                "test_counts": " ".join(f"{c}:{v['n']}" for c, v in (m.get("per_class") or {}).items()),
-                "training_labels": " ".join(f"{c}:{n}" for c, n in metrics["training_labels"][label].items()),
+                "test_counts": "; ".join(f"{c}:{v['n']}" for c, v in (m.get("per_class") or {}).items()),
+                "training_labels": "; ".join(f"{c}:{n}" for c, n in metrics["training_labels"][label].items()),
             })
     return rows
 
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def _summed_counts(per_split: dict[str, str]) -> str:
+    """'A:3; B:5' strings of several splits -> their sum per class, in first-seen class order."""
+    total: dict[str, int] = {}
+    for text in per_split.values():
+        for part in text.split("; "):
+            cls, _, n = part.rpartition(":")
+            total[cls] = total.get(cls, 0) + int(n)
+    return ", ".join(f"{c} {n}" for c, n in total.items())
 
 
 def markdown(rows: list[dict]) -> str:
@@ -90,8 +115,10 @@ def markdown(rows: list[dict]) -> str:
     for bench in dict.fromkeys(r["benchmark"] for r in rows):
         mine = [r for r in rows if r["benchmark"] == bench and r["balanced_accuracy"]]
         labels = list(dict.fromkeys(r["label"] for r in mine))
-        counts = {lab: next(r["test_counts"] for r in mine if r["label"] == lab) for lab in labels}
-        out += [f"**{bench}** (test classes per split: " + "; ".join(f"{lab} {counts[lab]}" for lab in labels) + ")",
+        counts = {lab: _summed_counts({r["split"]: r["test_counts"] for r in mine if r["label"] == lab})
+                  for lab in labels}
+        out += [f"**{bench}** (test recordings per class, all splits together: "
+                + "; ".join(f"{lab} {counts[lab]}" for lab in labels) + ")",
                 "", "| labels kept | arm | head | runs | " + " | ".join(labels) + " | mean |",
                 "|---|---|---|---|" + "---|" * (len(labels) + 1)]
         keys = dict.fromkeys((float(r["fraction"]), r["arm"], r["head"]) for r in mine)

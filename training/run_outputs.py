@@ -18,7 +18,7 @@ from training.dataset import RecordingDataset
 def write_outputs(run: Path, cfg: FitConfig, schema, model, served, metrics, untrained, temperatures, store,
                   rows) -> None:
     """`model` is the trained network (model.pt, the warm start of a later run); `served` the exported model
-    (the network, or the network with baseline heads for the labels where the baseline validated better)."""
+    (the network, or the network with baseline heads for the labels where the network did not validate better)."""
     from training.onnx_export import export_onnx
     from training.report import write_report
 
