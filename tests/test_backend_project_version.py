@@ -37,7 +37,7 @@ class FakeProjects:
 
 
 def make(fake: FakeProjects, url="http://ls:8080", key="legacy-key") -> ProjectVersionSync:
-    return ProjectVersionSync(lambda: (url, key), attempts=5, retry_delay_s=0.0, http=fake)
+    return ProjectVersionSync(lambda _project: (url, key), attempts=5, retry_delay_s=0.0, http=fake)
 
 
 def test_points_the_project_at_the_version_once_its_predictions_are_stored():

@@ -66,7 +66,7 @@ def test_two_process_training_writes_one_run_with_gathered_metrics(tmp_path):
         logits = model(torch.stack([ds[i][0] for i in range(len(ds))]), torch.stack([ds[i][1] for i in range(len(ds))]))
     truth = {n: store.labels[rows, i] for i, n in enumerate(schema.names)}
     want = evaluate(schema, truth, softmax({k: v.numpy() for k, v in logits.items()}))
-    got = json.loads((run / "metrics.json").read_text())["val"]
+    got = json.loads((run / "metrics.json").read_text())["network"]["val"]  # model.pt is the network
     assert got["mean_balanced_accuracy"] == pytest.approx(want["mean_balanced_accuracy"])
     for name in schema.names:
         assert got["labels"][name]["n"] == want["labels"][name]["n"]

@@ -38,7 +38,7 @@ def test_network_memorises_sixteen_real_images(benchmarks_dir, tmp_path):
     data_cfg = DataConfig(frames=1, image_size=32, max_preload_frames=1)
     cfg = FitConfig(export="-", out=str(tmp_path), data=data_cfg,
                     loss=LossConfig(entmin_weight=0, vat_weight=0, rotation_weight=0),
-                    recipe=RecipeConfig(steps=(1,), epochs_per_step=25, batch_size=8, progress=False))
+                    recipe=RecipeConfig(steps=(1,), epochs_per_step=60, batch_size=8, progress=False))
     schema, store = _labelled_subset(benchmarks_dir, data_cfg)
     rows = list(range(len(store.recording_ids)))
     assert sorted(np.bincount(store.labels[:, 0])) == [PER_CLASS, PER_CLASS]
