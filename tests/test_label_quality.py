@@ -111,3 +111,15 @@ def test_min_val_is_a_parameter():
 
 def test_single_class_labels():
     assert single_class_labels({"x": {"a": 3, "b": 0}, "y": {"a": 1, "b": 1}, "z": {"a": 0, "b": 0}}) == ["x"]
+
+
+def test_report_shows_the_gate_per_label(tmp_path):
+    import json
+
+    from training.report import write_report
+
+    metrics = {"quality": {"weak": quality(0.4, {"a": 30, "b": 30}), "good": quality(0.8, {"a": 30, "b": 30})}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    page = write_report(tmp_path).read_text()
+    assert "withheld: interval lower bound 0.400 &lt;= chance 0.500" in page
+    assert "served: interval lower bound 0.800 &gt; chance 0.500" in page

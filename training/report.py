@@ -162,6 +162,23 @@ def heads_section(metrics: dict) -> str | None:
                    "training labels"], rows)
 
 
+def quality_section(metrics: dict) -> str | None:
+    """Per label: validation balanced accuracy, its subject-bootstrap interval, the counts, the default gate."""
+    from training.label_quality import gate_verdict
+
+    quality = metrics.get("quality")
+    if not quality:
+        return None
+    rows = []
+    for name, q in quality.items():
+        verdict = gate_verdict(q, len(q["val_counts"]))
+        low, high = q["interval"] or (None, None)
+        rows.append([name, _pct(q["balanced_accuracy"]), f"{_pct(low)} – {_pct(high)}",
+                     ", ".join(f"{c} {n}" for c, n in q["val_counts"].items()),
+                     ("served: " if verdict.served else "withheld: ") + verdict.reason])
+    return _table(["label", "val balanced acc. %", "95 % interval (subjects)", "val recordings", "backend gate"], rows)
+
+
 def groups_figure(groups: dict) -> str | None:
     """One bar chart per label: balanced accuracy per group (labelled n on each bar), the gap in the title."""
     labels = {n: m for n, m in (groups.get("labels") or {}).items() if m.get("groups")}
@@ -202,6 +219,9 @@ def write_report(run_dir: str | Path) -> Path:
     heads = heads_section(metrics or {})
     if heads:
         body.append("<h2>Network against the linear baseline</h2>" + heads)
+    quality = quality_section(metrics or {})
+    if quality:
+        body.append("<h2>Quality gate (docs/backend.md)</h2>" + quality)
     for section, doc in metric_sections(metrics or {}).items():
         body.append(f"<h2>{html.escape(section or 'Evaluation')}</h2>" + metrics_sections(doc))
     for path in sorted(run_dir.glob("*metrics*.json")):  # training.evaluate --group-by outputs
