@@ -118,7 +118,8 @@ def test_report_shows_the_gate_per_label(tmp_path):
 
     from training.report import write_report
 
-    metrics = {"quality": {"weak": quality(0.4, {"a": 30, "b": 30}), "good": quality(0.8, {"a": 30, "b": 30})}}
+    metrics = {"quality": {"weak": {**quality(0.4, {"a": 30, "b": 30}), "balanced_accuracy": 0.55},
+                           "good": {**quality(0.8, {"a": 30, "b": 30}), "balanced_accuracy": 0.9}}}
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     page = write_report(tmp_path).read_text()
     assert "withheld: interval lower bound 0.400 &lt;= chance 0.500" in page
