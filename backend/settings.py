@@ -90,6 +90,7 @@ class Settings:
         root = get("LOCAL_FILES_DOCUMENT_ROOT")
         cache = get("FRAME_CACHE_DIR")
         hosts = tuple(h.strip().lower() for h in (get("ALLOWED_FRAME_HOSTS") or "").split(",") if h.strip())
+
         def names(name: str) -> tuple[str, ...]:
             return tuple(n.strip() for n in (get(name) or "").split(",") if n.strip())
 
