@@ -112,6 +112,11 @@ def create_app(settings: Settings | None = None, model: MLBase | None = None) ->
     def versions() -> dict:
         return {"versions": [v.version for v in registry.versions()], "current": registry.current()}
 
+    @app.get("/labels", dependencies=auth)
+    def labels() -> dict:
+        """Per label of the current model: served or withheld by the quality gate, why, and its figures."""
+        return model.label_gate()
+
     @app.get("/metrics", dependencies=auth)
     def prometheus_metrics() -> Response:
         body, content_type = metrics.render()

@@ -27,6 +27,10 @@ class MLBase:
         """Extra fields for GET /health (e.g. training state); must be cheap."""
         return {}
 
+    def label_gate(self) -> dict:
+        """GET /labels: per label, whether predictions are served and why. Default: nothing to tell."""
+        return {"model_version": self.model_version, "labels": {}}
+
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         """One {"result": [...], "score", "model_version"} per task, in task order.
 

@@ -23,6 +23,7 @@ from backend.lru import LRU
 from backend.ml_base import MLBase
 from backend.project_configs import ProjectConfigs
 from backend.project_version import ProjectVersionSync
+from backend.quality_gate import gate_log_lines, gate_report, label_gate
 from backend.registry import ModelRegistry
 from backend.results import ProjectView, project_view, task_results
 from backend.settings import Settings
@@ -50,6 +51,7 @@ class RecordingBackend(MLBase):
         self._project_configs = ProjectConfigs()
         self._fetchers: LRU[tuple, FrameFetcher] = LRU(MAX_FETCHERS)
         self._rules: LRU[str, Rules] = LRU(4)  # per model version
+        self._gates: LRU[str, dict] = LRU(4)  # per model version: label -> quality-gate Verdict
         self._logged_missing: LRU[str, bool] = LRU(1024)
         self.project_version = (ProjectVersionSync(self._label_studio_access)
                                 if settings.sync_project_model_version else None)
@@ -164,17 +166,41 @@ class RecordingBackend(MLBase):
             project_schema = self._project_configs.schema(label_config, project) or loaded.model.schema
         except LabelConfigError as exc:
             raise TaskError("bad_label_config", f"project labeling config unusable: {exc}") from None
+        gate = self._gate_for(loaded)
+        withheld = {n: v.reason for n, v in gate.items() if not v.served}
         predictable = set(loaded.model.output_names) - set(loaded.model.meta.get("untrained") or ())
-        view = project_view(loaded.model.schema, predictable, project_schema)
+        view = project_view(loaded.model.schema, predictable, project_schema, withheld)
         if not view.allowed:  # an empty result would look like "the model has no opinion"
-            raise TaskError("label_config_mismatch", f"model {loaded.version} predicts none of the project's "
-                                                     f"questions: {'; '.join(view.why_missing) or 'it has none'}")
-        for name in view.missing:
-            if name not in self._logged_missing:  # once per process, not once per request
-                self._logged_missing.put(name, True)
-                log.info("label %r is in the project config but model %s cannot predict it: left unpredicted",
-                         name, loaded.version)
+            reason = "quality_gate" if set(view.missing) <= set(withheld) else "label_config_mismatch"
+            raise TaskError(reason, f"model {loaded.version} predicts none of the project's "
+                                    f"questions: {'; '.join(view.why_missing) or 'it has none'}")
+        for name, why in zip(view.missing, view.why_missing):
+            if (loaded.version, name) not in self._logged_missing:  # once per process and version
+                self._logged_missing.put((loaded.version, name), True)
+                log.info("label %s is in the project config but model %s cannot predict it: left unpredicted",
+                         why, loaded.version)
         return view
+
+    def _gate_for(self, loaded: LoadedModel) -> dict:
+        """The quality gate of a model version (logged once per version and process)."""
+        def judge() -> dict:
+            gate = label_gate(loaded.model.meta, loaded.model.schema, self.settings)
+            for line in gate_log_lines(loaded.version, gate):
+                log.info("%s", line)
+            return gate
+        return self._gates.get_or_create(loaded.version, judge)
+
+    def label_gate(self) -> dict:
+        """GET /labels: per label of the current model, served or withheld and why (loads the model)."""
+        try:
+            loaded = self.live.get()
+        except Exception as exc:  # reported here and per task by /predict; the backend keeps running
+            log.exception("current model cannot be loaded")
+            return {"model_version": None, "error": f"current model cannot be loaded: {type(exc).__name__}",
+                    "labels": {}}
+        if loaded is None:
+            return {"model_version": None, "labels": {}}
+        return gate_report(loaded.version, loaded.model.meta, self._gate_for(loaded))
 
     def _rules_for(self, loaded: LoadedModel) -> Rules:
         return self._rules.get_or_create(loaded.version, lambda: load_rules(loaded.model.schema))

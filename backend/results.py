@@ -1,16 +1,20 @@
 """Model probabilities -> Label Studio results, restricted to what the project config asks.
 
-Only labels both the project and the model know are decoded; classes the project lacks get
-probability 0 before joint decoding, so they are never emitted. Labels below their minimum
-score are left out for the annotator. The task score is the LOWEST emitted probability, so an
-ascending sort on "prediction score" in the Data Manager lists the most uncertain recordings
-first (active learning).
+Only labels both the project and the model know, and the quality gate serves, are decoded; classes
+the project lacks get probability 0 before joint decoding, so they are never emitted. Labels below
+their minimum score are left out for the annotator. The task score is the lowest CERTAINTY over the
+decoded labels (emitted or held back by their minimum score), where a label's certainty is
+(q - 1/K) / (1 - 1/K), clipped to [0, 1]: q the decoded class's probability renormalised over the
+K classes the project allows. 0 = no better than chance, 1 = certain, whatever K, so a 2-class and
+a 9-class label compare fairly. An ascending sort on "prediction score" in the Data Manager lists
+the most uncertain recordings first (active learning).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -31,12 +35,18 @@ class ProjectView:
     why_missing: tuple[str, ...] = ()  # per missing label, what the model lacks (for error messages)
 
 
-def project_view(model_schema: LabelSchema, predictable: set[str], project: LabelSchema) -> ProjectView:
-    """`predictable`: the model's labels with an output head that is trained."""
+def project_view(model_schema: LabelSchema, predictable: set[str], project: LabelSchema,
+                 withheld: Mapping[str, str] = MappingProxyType({})) -> ProjectView:
+    """`predictable`: the model's labels with an output head that is trained and served; `withheld`:
+    label -> why the quality gate withholds it."""
     allowed: dict[str, np.ndarray] = {}
     missing: list[str] = []
     why: list[str] = []
     for spec in project.labels:
+        if spec.name in withheld:
+            missing.append(spec.name)
+            why.append(f"{spec.name!r} (withheld by the quality gate: {withheld[spec.name]})")
+            continue
         if spec.name not in predictable:
             missing.append(spec.name)
             known = spec.name in model_schema.names
@@ -67,17 +77,18 @@ def task_results(
     """One task's (result items, task score, labels held back for being below their minimum).
 
     `probs` holds the model's calibrated probabilities per label for this one task. The task
-    score is the lowest emitted probability; when nothing is emitted, the lowest decoded one
-    (still the most uncertain first); None when the project asks nothing the model knows.
+    score is the lowest certainty() over the decoded labels; None when nothing was decoded.
     """
     masked = {name: np.where(mask, probs[name], 0.0) for name, mask in view.allowed.items()}
     decoded = rules.joint_decode(masked) if masked else {}
     items: list[dict] = []
     held_back = 0
+    certainties = []
     for name in view.allowed:  # project order
         index, prob = decoded[name]
         if not view.allowed[name][index] or prob <= 0.0:
             continue  # nothing the project allows was possible
+        certainties.append(certainty(masked[name], index, int(view.allowed[name].sum())))
         if prob < min_score_for(name):
             held_back += 1
             continue
@@ -88,5 +99,13 @@ def task_results(
             "value": {"choices": [model_schema[name].classes[index]]},
             "score": float(prob),
         })
-    scores = [item["score"] for item in items] or [float(p) for _, p in decoded.values()]
-    return items, (min(scores) if scores else None), held_back
+    return items, (min(certainties) if certainties else None), held_back
+
+
+def certainty(masked: np.ndarray, index: int, n_allowed: int) -> float:
+    """(q - 1/K) / (1 - 1/K) clipped to [0, 1]; q = masked[index] / masked.sum(), K = n_allowed classes."""
+    if n_allowed < 2:
+        return 1.0  # one possible answer: nothing to be unsure about
+    q = float(masked[index] / masked.sum())
+    chance = 1.0 / n_allowed
+    return min(1.0, max(0.0, (q - chance) / (1.0 - chance)))

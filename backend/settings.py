@@ -52,6 +52,10 @@ class Settings:
     onnx_threads: int = 0  # ONNX Runtime intra-op threads per worker; 0 = all cores
     onnx_spinning: bool = False  # idle ONNX Runtime threads busy-wait (costs CPU that decoding needs)
     sync_project_model_version: bool = True  # point the project's model_version at the version that predicted it
+    quality_gate: bool = True  # pre-annotate only labels whose validation vouches for them (backend/quality_gate.py)
+    quality_gate_min_val: int = 10  # labelled validation recordings a label needs to be served
+    quality_gate_serve: tuple[str, ...] = ()  # labels served whatever their validation figures
+    quality_gate_withhold: tuple[str, ...] = ()  # labels never served
 
     def min_score_for(self, label: str) -> float:
         return self.min_score_by_label.get(env_key_for_label(label), self.min_score)
@@ -83,6 +87,10 @@ class Settings:
         hosts = tuple(h.strip().lower() for h in (get("ALLOWED_FRAME_HOSTS") or "").split(",") if h.strip())
         setup_raw = get("LABEL_STUDIO_SETUP_HOSTS") or ",".join(cls.setup_hosts)  # "none": no /setup host
         setup_hosts = () if setup_raw.lower() == "none" else tuple(h.strip().lower() for h in setup_raw.split(","))
+
+        def names(name: str) -> tuple[str, ...]:
+            return tuple(n.strip() for n in (get(name) or "").split(",") if n.strip())
+
         settings = cls(
             model_dir=Path(get("MODEL_DIR") or "models"),
             label_studio_url=(get("LABEL_STUDIO_URL") or "").rstrip("/") or None,
@@ -106,6 +114,10 @@ class Settings:
             onnx_threads=number("ONNX_THREADS", int, 0),
             onnx_spinning=flag("ONNX_SPINNING"),
             sync_project_model_version=flag("SYNC_PROJECT_MODEL_VERSION", default=True),
+            quality_gate=flag("QUALITY_GATE", default=True),
+            quality_gate_min_val=number("QUALITY_GATE_MIN_VAL", int, 10),
+            quality_gate_serve=names("QUALITY_GATE_SERVE"),
+            quality_gate_withhold=names("QUALITY_GATE_WITHHOLD"),
         )
         settings.validate()
         return settings
@@ -125,6 +137,11 @@ class Settings:
             raise SettingsError("FRAME_TIMEOUT_S and MAX_FRAME_BYTES must be positive")
         if self.predict_timeout_s <= 0 or self.max_request_mb <= 0:
             raise SettingsError("PREDICT_TIMEOUT_S and MAX_REQUEST_MB must be positive")
+        if self.quality_gate_min_val < 0:
+            raise SettingsError(f"QUALITY_GATE_MIN_VAL must be >= 0, got {self.quality_gate_min_val}")
+        both = sorted(set(self.quality_gate_serve) & set(self.quality_gate_withhold))
+        if both:
+            raise SettingsError(f"QUALITY_GATE_SERVE and QUALITY_GATE_WITHHOLD both name {both}")
 
 
 @lru_cache(maxsize=1)

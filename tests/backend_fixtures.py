@@ -46,7 +46,8 @@ def tiny_weights(schema: LabelSchema, seed: int = 0, temperatures: dict | None =
 
 def build_tiny_model(path: str | Path, *, schema: LabelSchema | None = None, frames: int = 4,
                      image_size: int = 16, model_version: str = "tiny-v1", untrained: tuple = (),
-                     drop_outputs: tuple = (), weights: TinyWeights | None = None) -> TinyWeights:
+                     drop_outputs: tuple = (), weights: TinyWeights | None = None,
+                     extra_meta: dict | None = None) -> TinyWeights:
     """Export the brightness model to `path` (legacy exporter, opset 17) with recmeta metadata."""
     import onnx
     import torch
@@ -77,7 +78,7 @@ def build_tiny_model(path: str | Path, *, schema: LabelSchema | None = None, fra
             "schema": schema.to_dict(), "untrained": list(untrained), "temperatures": weights.temperatures,
             "frames": frames, "image_size": image_size,
             "preprocess": {"image_size": image_size, "standardize": False, "mean": 0.0, "std": 1.0},
-            "metrics": {}, "created_at": "2026-11-25T00:00:00Z"}
+            "metrics": {}, "created_at": "2026-11-25T00:00:00Z", **(extra_meta or {})}
     model = onnx.load(str(path))
     model.metadata_props.add(key="recmeta", value=json.dumps(meta))
     onnx.save(model, str(path))

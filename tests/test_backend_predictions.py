@@ -59,7 +59,8 @@ def test_predictions_match_the_numpy_reference_with_joint_decoding(backend_for):
             assert got[name]["value"]["choices"] == [schema[name].classes[index]]
             assert got[name]["score"] == pytest.approx(prob, abs=1e-5)
         assert rules.is_consistent({n: it["value"]["choices"][0] for n, it in got.items()})
-        assert entry["score"] == min(it["score"] for it in got.values())
+        assert entry["score"] == pytest.approx(min(certainty_of(it["score"], len(schema[n].classes))
+                                                   for n, it in got.items()), abs=1e-5)
 
 
 def test_classes_the_project_lacks_are_never_emitted(backend_for):
@@ -109,16 +110,21 @@ def test_min_score_leaves_uncertain_labels_to_the_annotator(backend_for):
     entry = backend.predict([task(1, refs)])[0]
     kept = {i["from_name"]: i["score"] for i in entry["result"]}
     assert kept == {n: s for n, s in full.items() if s >= threshold or n == "gender"}
-    assert entry["score"] == min(kept.values())
+    assert entry["score"] == probe.predict([task(1, refs)])[0]["score"]  # held-back labels still count
 
 
-def test_nothing_above_threshold_gives_empty_result_with_the_lowest_probability_as_score(backend_for):
+def test_nothing_above_threshold_gives_empty_result_with_the_same_task_score(backend_for):
     probe, _, root = backend_for()
     refs = write_recording(root, "r", [150] * 4)
-    full = [i["score"] for i in probe.predict([task(1, refs)])[0]["result"]]
+    full = probe.predict([task(1, refs)])[0]
     strict = RecordingBackend(replace(probe.settings, min_score=1.0))
     entry = strict.predict([task(1, refs)])[0]
-    assert entry["result"] == [] and entry["score"] == pytest.approx(min(full))
+    assert entry["result"] == [] and entry["score"] == pytest.approx(full["score"])
+
+
+def certainty_of(prob: float, n_classes: int) -> float:
+    """(p - 1/K) / (1 - 1/K), clipped: the task score's per-label term when the project allows every class."""
+    return min(1.0, max(0.0, (prob - 1 / n_classes) / (1 - 1 / n_classes)))
 
 
 def test_fewer_frames_than_the_model_takes_are_padded_and_masked(backend_for):

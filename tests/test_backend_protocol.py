@@ -80,7 +80,10 @@ def test_predict_batch_one_entry_per_task_in_order(served, tmp_path):
             assert item["to_name"] == "frames" and item["type"] == "choices"
             assert item["value"]["choices"][0] in schema[item["from_name"]].classes
             assert 0.0 < item["score"] <= 1.0
-        assert entry["score"] == min(item["score"] for item in entry["result"])
+        k = {item["from_name"]: len(schema[item["from_name"]].classes) for item in entry["result"]}
+        assert entry["score"] == pytest.approx(min(  # lowest certainty (docs/backend.md)
+            max(0.0, (item["score"] - 1 / k[item["from_name"]]) / (1 - 1 / k[item["from_name"]]))
+            for item in entry["result"]), abs=1e-5)
     # dark rec1 and bright rec2 are different inputs: the tiny model must not answer identically
     assert results[0]["result"] != results[1]["result"]
     assert fake.requests == 4  # only the 4 frames the model uses were downloaded for task 5

@@ -112,3 +112,23 @@ def test_truth_csv_rejects_unknown_class(tmp_path):
     (tmp_path / "n.csv").write_text("id,mask\n")
     with pytest.raises(ValueError, match="recording_id"):
         evaluate.read_truth_csv(tmp_path / "n.csv", schema)
+
+
+def test_group_by_a_label_scores_each_group_and_the_report_plots_it(setup, tmp_path, capsys):
+    from training.report import write_report
+
+    doc = _run(setup, tmp_path, "--group-by", "mask")
+    groups = doc["groups"]["labels"]["mask"]
+    # r0, r1 bright Yes -> right, r4 dark Yes -> wrong; r3 dark No -> right; r2 unannotated; r5 broken
+    assert groups["groups"]["Yes"] == {"n": 3, "balanced_accuracy": pytest.approx(2 / 3), "counts": {"Yes": 3, "No": 0}}
+    assert groups["groups"]["No"] == {"n": 1, "balanced_accuracy": 1.0, "counts": {"Yes": 0, "No": 1}}
+    assert groups["groups"]["(unknown)"]["n"] == 0 and groups["groups"]["(unknown)"]["balanced_accuracy"] is None
+    assert (groups["best"], groups["worst"]) == ("No", "Yes") and groups["gap"] == pytest.approx(1 / 3)
+    assert "per mask group" in capsys.readouterr().out
+    assert "Per-group accuracy (metrics.json)" in write_report(tmp_path).read_text()
+
+
+def test_group_by_a_data_field_with_a_prefix(setup, tmp_path):
+    doc = _run(setup, tmp_path, "--group-by", "recording_id", "--group-prefix", "1")
+    assert doc["groups"]["prefix"] == 1 and list(doc["groups"]["labels"]["mask"]["groups"]) == ["r"]
+    assert doc["groups"]["labels"]["mask"]["gap"] == 0.0

@@ -85,6 +85,14 @@ def test_cli_smoke_run_writes_every_artifact(generated, tmp_path):
     assert onnx.meta["temperatures"] == metrics["temperatures"] and onnx.meta["untrained"] == []
     assert onnx.frames == 3 and onnx.image_size == 32 and onnx.meta["mode"] == "mtl"
     assert onnx.meta["serving"] == metrics["serving"]
+    # per-label quality figures: the served head's validation score, counts, a subject-bootstrap interval
+    assert onnx.meta["quality"] == metrics["quality"] and onnx.meta["single_class"] == metrics["single_class"]
+    for name, q in metrics["quality"].items():
+        val = metrics["val"]["labels"][name]
+        assert q["balanced_accuracy"] == pytest.approx(val["balanced_accuracy"])
+        assert q["val_counts"] == {c: pc["n"] for c, pc in val["per_class"].items()}
+        assert q["interval"] is None or 0.0 <= q["interval"][0] <= q["interval"][1] <= 1.0
+    assert "quality gate (backend default" in proc.stdout
     for k, v in onnx.predict_logits(frames.numpy(), mask.numpy()).items():
         if metrics["serving"][k] == "network":  # model.pt is the network; baseline heads are checked above
             np.testing.assert_allclose(v, torch_logits[k], atol=1e-4)

@@ -33,6 +33,9 @@ class Evaluation:
     metrics: dict  # the metrics.json document
     skipped_recordings: list[dict] = field(default_factory=list)  # {"recording_id", "reason"}
     notes: list[str] = field(default_factory=list)  # labels / classes left out, and why
+    recording_ids: list[str] = field(default_factory=list)  # the scored recordings, in row order
+    truth: dict = field(default_factory=dict)  # label -> class indices of those rows (-1 = unknown)
+    probs: dict = field(default_factory=dict)  # label -> [rows, classes] probabilities
 
 
 def read_truth_csv(path: str | Path, schema: LabelSchema) -> dict[str, dict[str, str]]:
@@ -109,6 +112,7 @@ def score_recordings(model: OnnxRecordingModel, recordings: Iterable, truth: Map
     stacked = {n: np.concatenate(probs[n]) if probs[n] else np.zeros((0, n_classes[n])) for n in labels}
     result.metrics = evaluate(scored, truth_idx, stacked)
     result.metrics["n_recordings"] = len(kept_ids)
+    result.recording_ids, result.truth, result.probs = kept_ids, truth_idx, stacked
     return result
 
 
@@ -139,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, help="metrics.json to write")
     ap.add_argument("--label-studio-url", default=os.environ.get("LABEL_STUDIO_URL"),
                     help="for /data/upload/ and other server URLs; the key comes from LABEL_STUDIO_API_KEY")
+    ap.add_argument("--group-by", help="also score per group of recordings: a label, or a task data field such as "
+                    "car_recording or subject_id (training/group_accuracy.py)")
+    ap.add_argument("--group-prefix", type=int, help="with --group-by: group by the field's first N characters")
     ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     return ap
@@ -171,14 +178,37 @@ def main(argv: list[str] | None = None) -> int:
     doc = {**result.metrics, "model": str(args.model), "model_version": model.model_version,
            "export": str(args.export), "subset": args.subset if args.split else None,
            "skipped_recordings": result.skipped_recordings, "notes": result.notes}
+    if args.group_by:
+        doc["groups"] = _groups(args, recordings, truth, result, model)
     Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
     print(format_table(doc))
     for note in result.notes:
         print(f"note: {note}")
     for skip in result.skipped_recordings:
         print(f"skipped recording {skip['recording_id']}: {skip['reason']}", file=sys.stderr)
+    if args.group_by:
+        print(format_groups(doc["groups"]))
     print(f"{doc['n_recordings']} recordings scored, {len(result.skipped_recordings)} skipped -> {args.out}")
     return 0
+
+
+def _groups(args, recordings, truth, result: Evaluation, model: OnnxRecordingModel) -> dict:
+    from training.group_accuracy import group_of, per_group
+
+    by_id = {r.recording_id: r for r in recordings}
+    groups = [group_of(by_id[rid], args.group_by, truth.get(rid, {}), args.group_prefix)
+              for rid in result.recording_ids]
+    scored = LabelSchema(tuple(model.schema[n] for n in result.probs))
+    return per_group(scored, result.truth, result.probs, groups, args.group_by, args.group_prefix)
+
+
+def format_groups(groups: dict) -> str:
+    rows = [f"per {groups['field']} group: balanced accuracy % (labelled n)"]
+    for name, m in groups["labels"].items():
+        cells = "  ".join(f"{g} {_pct(v['balanced_accuracy'], 1)} ({v['n']})" for g, v in m["groups"].items())
+        gap = "-" if m["gap"] is None else f"{100 * m['gap']:.1f} points ({m['best']} - {m['worst']})"
+        rows.append(f"{name:<24} gap {gap}; {cells}")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from training.dataset import RecordingDataset, label_counts, load_recordings, su
 from training.distributed import DistContext, barrier, gather, init_distributed, shutdown
 from training.export_reader import problem_report, read_export
 from training.fit_split import compute_split, read_split
+from training.label_quality import quality_table, single_class_labels
 from training.models.recording_model import RecordingModel, StlEnsemble
 from training.recipe import RecipeData, RunLog, predict, run_recipe, trained_heads
 from training.run_outputs import summary_text, write_outputs
@@ -113,9 +114,16 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     if rows["val"]:
         fitted = fit_temperatures(served.logits["val"], truth["val"])
         temperatures.update({n: t for n, t in fitted.items() if n not in untrained})
+    training_labels = label_counts(schema, train_targets, rows["train"])
+    single_class = single_class_labels(training_labels)
+    if single_class:
+        say(f"never served (training annotations hold one class only): {', '.join(single_class)}", file=sys.stderr)
+    quality = quality_table(schema, truth["val"], served.logits["val"],
+                            [store.subject_ids[r] for r in rows["val"]], training_labels, seed=cfg.recipe.seed)
     metrics = {"val": evaluate_logits(schema, truth["val"], served.logits["val"]),
                "test": evaluate_logits(schema, truth["test"], served.logits["test"]), "serving": served.serving,
-               **served.metrics, "training_labels": label_counts(schema, train_targets, rows["train"]),
+               **served.metrics, "training_labels": training_labels, "quality": quality,
+               "single_class": single_class,
                "final_step": final["step"], "steps": steps, "untrained": untrained, "temperatures": temperatures,
                "broken_recordings": [{"recording_id": b.recording_id, "reason": b.reason} for b in store.broken],
                "wall_s": {"total": time.perf_counter() - started}}

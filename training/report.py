@@ -6,7 +6,9 @@ write_report(run_dir) reads what the run left behind, each part optional:
   and {"phase": "val", "step"/"epoch", "mean_balanced_accuracy"} are plotted;
 - metrics.json: training.metrics documents (top level, or its "test" / "val" parts): tables and
   confusion matrices;
-- config.json: shown as is.
+- config.json: shown as is;
+- "groups" of metrics.json or any *metrics*.json beside it (training.evaluate --group-by): a bar chart
+  of balanced accuracy per group.
 Missing or damaged parts are noted in the report instead of failing it. Figures are PNGs embedded
 as base64, so report.html is one self-contained file.
 `python -m training.report RUN_DIR` writes RUN_DIR/report.html.
@@ -160,6 +162,44 @@ def heads_section(metrics: dict) -> str | None:
                    "training labels"], rows)
 
 
+def quality_section(metrics: dict) -> str | None:
+    """Per label: validation balanced accuracy, its subject-bootstrap interval, the counts, the default gate."""
+    from training.label_quality import gate_verdict
+
+    quality = metrics.get("quality")
+    if not quality:
+        return None
+    rows = []
+    for name, q in quality.items():
+        verdict = gate_verdict(q, len(q["val_counts"]))
+        low, high = q["interval"] or (None, None)
+        rows.append([name, _pct(q["balanced_accuracy"]), f"{_pct(low)} – {_pct(high)}",
+                     ", ".join(f"{c} {n}" for c, n in q["val_counts"].items()),
+                     ("served: " if verdict.served else "withheld: ") + verdict.reason])
+    return _table(["label", "val balanced acc. %", "95 % interval (subjects)", "val recordings", "backend gate"], rows)
+
+
+def groups_figure(groups: dict) -> str | None:
+    """One bar chart per label: balanced accuracy per group (labelled n on each bar), the gap in the title."""
+    labels = {n: m for n, m in (groups.get("labels") or {}).items() if m.get("groups")}
+    if not labels:
+        return None
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 3.6), squeeze=False)
+    for ax, (name, m) in zip(axes[0], labels.items()):
+        names = list(m["groups"])
+        values = [100 * (g["balanced_accuracy"] or 0.0) for g in m["groups"].values()]
+        bars = ax.bar(range(len(names)), values, color=["#9ab" if g["balanced_accuracy"] is None else "#37a"
+                                                         for g in m["groups"].values()])
+        for bar, g in zip(bars, m["groups"].values()):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1, f"n={g['n']}", ha="center", fontsize=7)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        gap = "–" if m.get("gap") is None else f"{100 * m['gap']:.1f}"
+        ax.set(title=f"{name} (gap {gap} points)", ylabel="balanced accuracy %", ylim=(0, 110))
+    prefix = f", first {groups['prefix']} characters" if groups.get("prefix") else ""
+    fig.suptitle(f"per {groups.get('field')} group{prefix}")
+    return _png(fig)
+
+
 STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 1em .5em 0}"
          "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}"
          ".row{display:flex;align-items:flex-start;gap:1em}.note{color:#a60}")
@@ -179,8 +219,16 @@ def write_report(run_dir: str | Path) -> Path:
     heads = heads_section(metrics or {})
     if heads:
         body.append("<h2>Network against the linear baseline</h2>" + heads)
+    quality = quality_section(metrics or {})
+    if quality:
+        body.append("<h2>Quality gate (docs/backend.md)</h2>" + quality)
     for section, doc in metric_sections(metrics or {}).items():
         body.append(f"<h2>{html.escape(section or 'Evaluation')}</h2>" + metrics_sections(doc))
+    for path in sorted(run_dir.glob("*metrics*.json")):  # training.evaluate --group-by outputs
+        doc = metrics if path.name == "metrics.json" else _read_json(path, notes)
+        figure = groups_figure((doc or {}).get("groups") or {})
+        if figure:
+            body.append(f"<h2>Per-group accuracy ({html.escape(path.name)})</h2>" + figure)
     if config:
         body.append(f"<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=1))}</pre>")
     body += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]

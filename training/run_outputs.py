@@ -13,6 +13,7 @@ import torch
 
 from training.config import FitConfig
 from training.dataset import RecordingDataset
+from training.label_quality import gate_verdict
 
 
 def write_outputs(run: Path, cfg: FitConfig, schema, model, served, metrics, untrained, temperatures, store,
@@ -34,6 +35,7 @@ def write_outputs(run: Path, cfg: FitConfig, schema, model, served, metrics, unt
             "schema": schema.to_dict(), "untrained": untrained, "temperatures": temperatures,
             "frames": cfg.data.frames, "image_size": cfg.data.image_size,
             "preprocess": store.preprocess.to_dict(), "serving": metrics["serving"],
+            "quality": metrics["quality"], "single_class": metrics["single_class"],
             "metrics": {s: (metrics[s] or {}).get("mean_balanced_accuracy") for s in ("val", "test")}}
     export_onnx(served, run / "model.onnx", meta, frames, mask)
     if cfg.int8:
@@ -65,4 +67,8 @@ def summary_text(metrics: dict) -> str:
                 lines.append(f"  {name}: balanced acc {lm['balanced_accuracy']:.3f} (n={lm['n']})")
     if metrics["untrained"]:
         lines.append(f"untrained (no training labels): {', '.join(metrics['untrained'])}")
+    lines.append("quality gate (backend default, docs/backend.md):")
+    for name, q in metrics.get("quality", {}).items():
+        verdict = gate_verdict(q, len(q["val_counts"]))
+        lines.append(f"  {name}: {'served' if verdict.served else 'withheld'} ({verdict.reason})")
     return "\n".join(lines)
