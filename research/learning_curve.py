@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -110,7 +111,8 @@ def _summed_counts(per_split: dict[str, str]) -> str:
 
 def markdown(rows: list[dict]) -> str:
     """Per benchmark: one line per (fraction, arm, head) with the test balanced accuracy of every label and their
-    mean, in % (mean over the splits and seeds that ran; n = how many), and the test class counts per label."""
+    mean, in % (mean over the splits and seeds that ran, ± the sample deviation of the runs' means; runs = how
+    many), and the test class counts per label."""
     out = []
     for bench in dict.fromkeys(r["benchmark"] for r in rows):
         mine = [r for r in rows if r["benchmark"] == bench and r["balanced_accuracy"]]
@@ -128,8 +130,9 @@ def markdown(rows: list[dict]) -> str:
             per_label = [_mean([float(r["balanced_accuracy"]) for r in cell if r["label"] == lab]) for lab in labels]
             per_run = [_mean([float(r["balanced_accuracy"]) for r in cell if (r["split"], r["seed"]) == k])
                        for k in sorted(runs)]
+            spread = f" ± {100 * statistics.stdev(per_run):.1f}" if len(per_run) > 1 else ""
             out.append(f"| {fraction:.0%} | {arm} | {head} | {len(runs)} | "
-                       + " | ".join(f"{100 * v:.1f}" for v in per_label) + f" | **{100 * _mean(per_run):.1f}** |")
+                       + " | ".join(f"{100 * v:.1f}" for v in per_label) + f" | **{100 * _mean(per_run):.1f}**{spread} |")
         out.append("")
     return "\n".join(out)
 

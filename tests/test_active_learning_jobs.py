@@ -35,7 +35,7 @@ def ls():
 def env(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     for name, value in {"AL_STEPS_MODULE": "test_active_learning_support", "AL_EXPORT_ATTEMPTS": "3",
-                        "AL_EXPORT_BACKOFF_S": "0.01", "AL_HEARTBEAT_S": "0.2", "AL_STALE_AFTER_S": "2",
+                        "AL_EXPORT_BACKOFF_S": "0.01", "AL_HEARTBEAT_S": "0.2", "AL_STALE_AFTER_S": "15",
                         "RETRAIN_EVERY": "10"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AL_FAKE_MODE", raising=False)
