@@ -124,3 +124,8 @@ def test_report_shows_the_gate_per_label(tmp_path):
     page = write_report(tmp_path).read_text()
     assert "withheld: interval lower bound 0.400 &lt;= chance 0.500" in page
     assert "served: interval lower bound 0.800 &gt; chance 0.500" in page
+
+
+def test_an_empty_validation_split_gives_no_interval_and_zero_counts():
+    q = label_quality(np.zeros(0, dtype=np.int64), np.zeros((0, 2)), [], ("Yes", "No"), {"Yes": 3, "No": 2})
+    assert q["interval"] is None and q["val_counts"] == {"Yes": 0, "No": 0} and q["val_subjects"] == 0

@@ -46,7 +46,7 @@ def bootstrap_interval(confusions: np.ndarray, n_boot: int = DEFAULT_BOOTSTRAP, 
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     conf = np.asarray(confusions)
-    labelled = conf.reshape(len(conf), -1).sum(axis=1) > 0
+    labelled = conf.sum(axis=(1, 2)) > 0
     conf = conf[labelled]  # subjects without a labelled row change nothing but the draw
     if not len(conf):
         return None
@@ -76,7 +76,7 @@ def label_quality(y_true, probs, subjects: Sequence, classes: Sequence[str], tra
     per_class = conf.sum(axis=(0, 2))
     return {"balanced_accuracy": balanced_accuracy(conf.sum(axis=0)), "interval": list(interval) if interval else None,
             "level": level, "val_counts": {c: int(n) for c, n in zip(classes, per_class)},
-            "val_subjects": int((conf.reshape(len(conf), -1).sum(axis=1) > 0).sum()),
+            "val_subjects": int((conf.sum(axis=(1, 2)) > 0).sum()),
             "train_classes": sum(1 for n in train_counts.values() if n > 0)}
 
 

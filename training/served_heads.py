@@ -51,8 +51,9 @@ def serve_better_heads(cfg: FitConfig, data, rows: dict, network: nn.Module, net
     untrained = {n for n, c in fitted.strengths.items() if c is None}
     serving = choose_heads(_per_label(net_metrics["val"], schema.names), _per_label(base_metrics["val"], schema.names),
                            untrained)
+    empty = {spec.name: np.zeros((0, len(spec.classes)), dtype=np.float32) for spec in schema.labels}
     logits = {s: {n: (base_logits if serving[n] == "baseline" else network_logits)[s][n] for n in schema.names}
-              for s in ("val", "test")}
+              if rows[s] else empty for s in ("val", "test")}
     model = ServedModel(network, fitted.model, serving) if "baseline" in serving.values() else network
     return Served(model, logits, serving, {"network": net_metrics,
                                            "baseline": {**base_metrics, "strengths": fitted.strengths}})
