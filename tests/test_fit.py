@@ -174,3 +174,15 @@ def test_disk_store_and_loader_workers_give_the_in_ram_runs_numbers(generated, t
     in_ram = run("ram", store="ram")
     on_disk = run("disk", store="disk", loader_workers=2)
     assert len(in_ram[0]) == 6 and on_disk == in_ram
+
+
+def test_a_warm_start_keeps_the_training_labels_of_the_model_it_starts_from(tmp_path):
+    from training.warm_start import seen_label_counts
+
+    run = {"a": {"Yes": 1, "No": 0}, "b": {"Yes": 0, "No": 0}}
+    assert seen_label_counts(run, None) == run
+    assert seen_label_counts(run, tmp_path / "model.pt") == run  # no metrics.json beside it
+    (tmp_path / "metrics.json").write_text(json.dumps({"training_labels": {"a": {"Yes": 5, "No": 4}}}))
+    assert seen_label_counts(run, tmp_path / "model.pt") == {"a": {"Yes": 6, "No": 4}, "b": {"Yes": 0, "No": 0}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"seen_labels": {"b": {"No": 2}}, "training_labels": {}}))
+    assert seen_label_counts(run, tmp_path / "model.pt")["b"] == {"Yes": 0, "No": 2}

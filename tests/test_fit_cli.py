@@ -154,3 +154,4 @@ def test_without_config_export_and_out_are_required(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--out", "run"])
     assert "--export and --out are required" in capsys.readouterr().err
+

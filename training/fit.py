@@ -30,7 +30,7 @@ from training.recipe import RecipeData, RunLog, predict, run_recipe, trained_hea
 from training.run_outputs import summary_text, write_outputs
 from training.schema import LabelSchema, load_label_config
 from training.served_heads import evaluate_logits, serve_better_heads
-from training.warm_start import init_weights, read_warm_start
+from training.warm_start import init_weights, read_warm_start, seen_label_counts
 
 
 def build_model(schema: LabelSchema, model_cfg: ModelConfig, frames: int) -> RecordingModel:
@@ -109,20 +109,21 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     steps = {str(step): {s: evaluate_logits(schema, truth[s], out[s]) for s in ("val", "test")}
              | {"best_epoch": out["best_epoch"], "wall_s": out["wall_s"]} for step, out in step_logits.items()}
     served = serve_better_heads(cfg, data, rows, model, final, truth, ctx)
-    untrained = [n for n in untrained if served.serving[n] == "network"]
+    training_labels = label_counts(schema, train_targets, rows["train"])
+    seen = seen_label_counts(training_labels, cfg.init_from)  # a warm start keeps what it was trained on
+    untrained = [n for n in untrained if served.serving[n] == "network" and not sum(seen[n].values())]
     temperatures = {n: 1.0 for n in schema.names}
     if rows["val"]:
         fitted = fit_temperatures(served.logits["val"], truth["val"])
         temperatures.update({n: t for n, t in fitted.items() if n not in untrained})
-    training_labels = label_counts(schema, train_targets, rows["train"])
-    single_class = single_class_labels(training_labels)
+    single_class = single_class_labels(seen)
     if single_class:
         say(f"never served (training annotations hold one class only): {', '.join(single_class)}", file=sys.stderr)
     quality = quality_table(schema, truth["val"], served.logits["val"],
-                            [store.subject_ids[r] for r in rows["val"]], training_labels, seed=cfg.recipe.seed)
+                            [store.subject_ids[r] for r in rows["val"]], seen, seed=cfg.recipe.seed)
     metrics = {"val": evaluate_logits(schema, truth["val"], served.logits["val"]),
                "test": evaluate_logits(schema, truth["test"], served.logits["test"]), "serving": served.serving,
-               **served.metrics, "training_labels": training_labels, "quality": quality,
+               **served.metrics, "training_labels": training_labels, "seen_labels": seen, "quality": quality,
                "single_class": single_class,
                "final_step": final["step"], "steps": steps, "untrained": untrained, "temperatures": temperatures,
                "broken_recordings": [{"recording_id": b.recording_id, "reason": b.reason} for b in store.broken],

@@ -6,6 +6,7 @@ removed or reordered) cannot hand one label's head to another; tensors whose sha
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -25,6 +26,19 @@ def read_warm_start(path: str | Path) -> tuple[dict[str, dict], dict[str, dict]]
                 {n: _strip(p, "heads.0.") for n, p in parts.items()})
     shared = _without_heads(state)
     return {n: shared for n in names}, {n: _strip(state, f"heads.{i}.") for i, n in enumerate(names)}
+
+
+def seen_label_counts(run_counts: dict[str, dict[str, int]], init_from: str | Path | None) -> dict[str, dict[str, int]]:
+    """Training annotations the weights have learnt from: this run's counts plus, for a warm start, those of the
+    model it starts from (its metrics.json beside model.pt: "seen_labels", else "training_labels"). A retrain on a
+    few new annotations keeps the classes its starting model was trained on."""
+    prior_file = Path(init_from).parent / "metrics.json" if init_from else None
+    if prior_file is None or not prior_file.is_file():
+        return run_counts
+    prior_doc = json.loads(prior_file.read_text(encoding="utf-8"))
+    prior = prior_doc.get("seen_labels") or prior_doc.get("training_labels") or {}
+    return {name: {c: n + int((prior.get(name) or {}).get(c, 0)) for c, n in counts.items()}
+            for name, counts in run_counts.items()}
 
 
 def _strip(state: dict, prefix: str) -> dict:
