@@ -7,7 +7,7 @@ random ranking of all annotations, their ratio, and the command's wall time. Eac
 (task, label) is one annotation; a flip changes it in every annotation of the task.
 
     nice -n 10 .venv/bin/python benchmarks/suspects_flips.py --bench ../shared/benchmarks/nuaa \\
-        --share 0.05 --seed 0 --work /tmp/flips -- --folds 5 --threads 1
+        --share 0.05 --seed 0 --work ~/.cache/recmeta/flips -- --folds 5 --threads 1
 (arguments after -- go to training.suspects)
 """
 from __future__ import annotations
