@@ -5,7 +5,7 @@
 #
 #   scripts/demo.sh BACKEND_URL            e.g. scripts/demo.sh http://127.0.0.1:9090
 #
-#   DEMO_DIR         working folder, wiped at start (default /tmp/recmeta-demo)
+#   DEMO_DIR         working folder, wiped at start (default ~/.cache/recmeta/demo)
 #   DEMO_PORT        Label Studio port (default 8080)
 #   DEMO_RECORDINGS  generated recordings (default 12)
 #
@@ -27,7 +27,7 @@ if ! curl -fsS --max-time 5 "$backend/health" >/dev/null; then
   exit 1
 fi
 
-dir="${DEMO_DIR:-/tmp/recmeta-demo}"
+dir="${DEMO_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/recmeta/demo}"
 # Wipe only a folder an earlier demo made (or an empty one), never an arbitrary DEMO_DIR.
 if [[ -d "$dir" && -n "$(ls -A "$dir")" && ! -f "$dir/.recmeta-demo" ]]; then
   echo "demo: $dir exists and is not a demo folder; set DEMO_DIR to a new path" >&2
