@@ -95,10 +95,6 @@ def cell_rows(run: Path, benchmark: str) -> list[dict]:
     return rows
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _summed_counts(per_split: dict[str, str]) -> str:
     """'A:3; B:5' strings of several splits -> their sum per class, in first-seen class order."""
     total: dict[str, int] = {}
@@ -127,12 +123,12 @@ def markdown(rows: list[dict]) -> str:
         for fraction, arm, head in sorted(keys, key=lambda k: (k[0], k[1] != "supervised", HEADS.index(k[2]))):
             cell = [r for r in mine if (float(r["fraction"]), r["arm"], r["head"]) == (fraction, arm, head)]
             runs = {(r["split"], r["seed"]) for r in cell}
-            per_label = [_mean([float(r["balanced_accuracy"]) for r in cell if r["label"] == lab]) for lab in labels]
-            per_run = [_mean([float(r["balanced_accuracy"]) for r in cell if (r["split"], r["seed"]) == k])
+            per_label = [statistics.mean([float(r["balanced_accuracy"]) for r in cell if r["label"] == lab]) for lab in labels]
+            per_run = [statistics.mean([float(r["balanced_accuracy"]) for r in cell if (r["split"], r["seed"]) == k])
                        for k in sorted(runs)]
             spread = f" ± {100 * statistics.stdev(per_run):.1f}" if len(per_run) > 1 else ""
             out.append(f"| {fraction:.0%} | {arm} | {head} | {len(runs)} | "
-                       + " | ".join(f"{100 * v:.1f}" for v in per_label) + f" | **{100 * _mean(per_run):.1f}**{spread} |")
+                       + " | ".join(f"{100 * v:.1f}" for v in per_label) + f" | **{100 * statistics.mean(per_run):.1f}**{spread} |")
         out.append("")
     return "\n".join(out)
 
@@ -153,7 +149,7 @@ def plot(rows: list[dict], path: Path) -> None:
                     pts.setdefault(float(r["fraction"]), []).append(float(r["balanced_accuracy"]))
             if pts:
                 xs = sorted(pts)
-                ax.plot([100 * x for x in xs], [100 * _mean(pts[x]) for x in xs], style,
+                ax.plot([100 * x for x in xs], [100 * statistics.mean(pts[x]) for x in xs], style,
                         label="linear baseline" if head == "baseline" else f"{arm} network")
         ax.set(title=bench, xlabel="% of the training labels kept", ylabel="test balanced accuracy % (mean of labels)")
         ax.grid(alpha=.3)

@@ -93,7 +93,8 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     fraction_seed = cfg.recipe.seed if cfg.data.label_fraction_seed is None else cfg.data.label_fraction_seed
     train_targets = subsample_labels(store.labels, rows["train"], cfg.data.label_fraction, fraction_seed,
                                      cfg.data.label_fraction_per_class)
-    for name, counts in label_counts(schema, train_targets, rows["train"]).items():
+    training_labels = label_counts(schema, train_targets, rows["train"])
+    for name, counts in training_labels.items():
         say(f"training labels of {name}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     data = RecipeData(store, schema, rows["train"], rows["val"], rows["test"], train_targets, store.labels)
     ckpt_dir = run / "checkpoints"
@@ -109,7 +110,6 @@ def _fit(cfg: FitConfig, resume: bool, ctx: DistContext) -> Path:
     steps = {str(step): {s: evaluate_logits(schema, truth[s], out[s]) for s in ("val", "test")}
              | {"best_epoch": out["best_epoch"], "wall_s": out["wall_s"]} for step, out in step_logits.items()}
     served = serve_better_heads(cfg, data, rows, model, final, truth, ctx)
-    training_labels = label_counts(schema, train_targets, rows["train"])
     seen = seen_label_counts(training_labels, cfg.init_from)  # a warm start keeps what it was trained on
     untrained = [n for n in untrained if served.serving[n] == "network" and not sum(seen[n].values())]
     temperatures = {n: 1.0 for n in schema.names}
