@@ -31,6 +31,16 @@ from training.schema import load_label_config
 from training.trainer import softmax
 
 
+def load_benchmark(bench: Path, split_path: Path, data_cfg):
+    """(schema, store, {train/val/test: store rows}) of a benchmark folder under one split, as training.fit loads it."""
+    schema = load_label_config(bench / "label_config.xml")
+    fetch = FrameFetcher(FrameSourceConfig(document_root=str(bench.parent))).fetch
+    store = load_recordings(read_export(bench / "export.json", schema).recordings, schema, data_cfg, fetch,
+                            Path(data_cfg.cache_dir), source=str(bench.parent), progress=False)
+    split = json.loads(split_path.read_text())["recordings"]
+    return schema, store, {k: store.rows(split[k]) for k in ("train", "val", "test")}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("benchmark", type=Path)
@@ -48,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = FitConfig.from_dict({"export": str(bench / "export.json"), "out": str(out), "data": data,
                                "recipe": {"progress": False, **over.pop("recipe", {})}, **over})
     started = time.perf_counter()
-    schema = load_label_config(bench / "label_config.xml")
-    fetch = FrameFetcher(FrameSourceConfig(document_root=str(bench.parent))).fetch
-    store = load_recordings(read_export(bench / "export.json", schema).recordings, schema, cfg.data, fetch,
-                            Path(cfg.data.cache_dir), source=str(bench.parent), progress=False)
-    split = json.loads(a.split.read_text())["recordings"]
-    rows = {k: store.rows(split[k]) for k in ("train", "val", "test")}
+    schema, store, rows = load_benchmark(bench, a.split, cfg.data)
     ctx = init_distributed()
     torch.manual_seed(cfg.recipe.seed)
     np.random.seed(cfg.recipe.seed)

@@ -30,7 +30,7 @@ def test_defaults_are_the_thesis_recipe():
     assert cfg.recipe.steps == (1, 2, 3) and cfg.recipe.epochs_per_step == 10
     assert cfg.recipe.lr == 1e-3 and cfg.recipe.finetune_lr == 5e-4 and cfg.recipe.finetune_min_lr_fraction == 0.1
     assert (cfg.loss.supervised_weight, cfg.loss.entmin_weight, cfg.loss.vat_weight) == (0.3, 0.3, 0.3)
-    assert cfg.data.frames == 10 and cfg.data.image_size == 224 and cfg.model.width == 0.5
+    assert cfg.data.frames == 10 and cfg.data.image_size == 224
     assert cfg.recipe.train_batch_size("multi") == 12 and cfg.recipe.train_batch_size("single") == 128
     assert RecipeConfig(batch_size=3).train_batch_size("single") == 3
 
@@ -40,6 +40,8 @@ def test_unknown_keys_and_bad_values_are_named():
         FitConfig.from_dict({"export": "e", "out": "o", "recipe": {"epochs": 3}})
     with pytest.raises(ValueError, match="model.kind"):
         ModelConfig(kind="video")
+    with pytest.raises(ValueError, match="model.stages"):
+        ModelConfig(stages=8)
     with pytest.raises(ValueError, match="recipe.steps"):
         RecipeConfig(steps=(3, 1))
     with pytest.raises(ValueError, match="pseudo_label_threshold"):

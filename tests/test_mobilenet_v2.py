@@ -33,6 +33,19 @@ def test_channel_rule(width):
     assert m.features[17].out_channels == make_divisible(320 * width, 8)
 
 
+def test_depth_scaling_keeps_the_first_stages_and_sets_the_embedding_width():
+    full = MobileNetV2(num_classes=None, width_mult=1.0)
+    short = MobileNetV2(num_classes=None, width_mult=1.0, stages=4, last_channel=256)
+    # stem + 1 + 2 + 3 + 4 blocks of the paper's first four stages + the 1x1 conv
+    assert len(short.features) == 1 + 10 + 1
+    for a, b in zip(list(full.features)[:11], list(short.features)[:11]):  # same layers as the full network's
+        assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    assert short.features[-1][0].in_channels == 64 and short.last_channel == 256
+    assert short.embed(torch.randn(2, 1, 64, 64)).shape == (2, 256)
+    with pytest.raises(ValueError, match="stages"):
+        MobileNetV2(stages=0)
+
+
 def test_make_divisible_never_drops_more_than_ten_percent():
     for v in range(1, 2000):
         r = make_divisible(v * 0.37, 8)

@@ -1,4 +1,6 @@
 """The per-label promotion gate (backend/active_learning/promotion.decide)."""
+import json
+
 from backend.active_learning.promotion import GateConfig, decide
 
 GATE = GateConfig(tolerance=0.02, label_tolerance=0.10, min_label_count=5)
@@ -33,3 +35,16 @@ def test_mean_worse_than_the_tolerance_or_missing_scores():
     assert not decide(doc(a=(0.5, 0)), doc(a=(0.8, 9)), GATE, "v1").promote  # no val labels: no score
     assert decide(doc(a=(0.5, 9)), None, GATE, None).reason == "there was no current model"
     assert decide(doc(a=(0.5, 9)), doc(a=(0.5, 0)), GATE, "v1").promote  # the current one has no score
+
+
+def test_architecture_args_rebuild_the_served_encoder(tmp_path):
+    from backend.active_learning.promotion import architecture_args
+    from training.fit_cli import parse_args
+
+    (tmp_path / "recmeta.json").write_text(json.dumps({"image_size": 64, "frames": 10, "kind": "multi", "mode": "mtl",
+                                                       "fusion": "mean", "width": 0.5, "stages": 7, "embed_dim": 0}))
+    args = architecture_args(tmp_path / "model.onnx")
+    assert args[-6:] == ("--width", "0.5", "--stages", "7", "--embed-dim", "0")
+    model = parse_args(["--export", "e.json", "--out", "o", *args])[0].model  # what the warm-started job builds
+    assert (model.width, model.stages, model.embed_dim) == (0.5, 7, 0)
+    assert architecture_args(tmp_path / "missing" / "model.onnx") == ()

@@ -66,7 +66,13 @@ class DataConfig:
 class ModelConfig:
     kind: str = "multi"  # "multi": N frames per recording in; "single": one frame, recordings average
     mode: str = "mtl"  # "mtl": one model, one head per label; "stl": one model per label (StlEnsemble)
-    width: float = 0.5  # MobileNetV2 width multiplier
+    # The MobileNetV2 is scaled down in depth, not width: its first 4 stages at full width with a 256-wide
+    # embedding beat width 0.5 with all 7 stages by 7-8 points on facemask (S4L and supervised) and train ~5x
+    # faster on a CPU; from scratch on a few hundred labels the deep, narrow network learns less
+    # (docs/training.md, "Why these defaults").
+    width: float = 1.0  # MobileNetV2 width multiplier
+    stages: int = 4  # MobileNetV2 inverted-residual stages kept, of the paper's 7
+    embed_dim: int = 256  # channels of the encoder's last 1x1 convolution = frame embedding; 0 = MobileNetV2's 1280
     # multi: how frame encodings combine. "mean" (masked average) beat concat (the thesis's) on nuaa by 6.1
     # (supervised) and 7.9 (S4L) points over 3 seeds (docs/results.md) and takes any frame count; "concat" | "mean".
     fusion: str = "mean"
@@ -77,6 +83,9 @@ class ModelConfig:
         _check_choice("model.kind", self.kind, ("multi", "single"))
         _check_choice("model.mode", self.mode, ("mtl", "stl"))
         _check_choice("model.fusion", self.fusion, ("concat", "mean"))
+        if not 1 <= self.stages <= 7 or self.embed_dim < 0:
+            raise ValueError(f"model.stages must be in 1..7 and model.embed_dim >= 0; got {self.stages}, "
+                             f"{self.embed_dim}")
 
 
 @dataclass(frozen=True)

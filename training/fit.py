@@ -36,7 +36,8 @@ from training.warm_start import init_weights, read_warm_start, seen_label_counts
 def build_model(schema: LabelSchema, model_cfg: ModelConfig, frames: int) -> RecordingModel:
     heads = {spec.name: len(spec.classes) for spec in schema.labels}
     return RecordingModel(heads, kind=model_cfg.kind, frames=frames, width=model_cfg.width,
-                          fusion=model_cfg.fusion, shared_dim=model_cfg.hidden, dropout=model_cfg.dropout)
+                          fusion=model_cfg.fusion, shared_dim=model_cfg.hidden, dropout=model_cfg.dropout,
+                          stages=model_cfg.stages, embed_dim=model_cfg.embed_dim)
 
 
 def load_model(path: str | Path) -> torch.nn.Module:

@@ -18,7 +18,7 @@ from training.config_paths import parse_assignment, value_at, with_values
 DEST_FIELDS = {
     "export": "export", "label_config": "label_config", "data_root": "data_root", "out": "out", "split": "split",
     "mode": "model.mode", "model": "model.kind", "frames": "data.frames", "image_size": "data.image_size",
-    "width": "model.width", "fusion": "model.fusion", "epochs_per_step": "recipe.epochs_per_step",
+    "width": "model.width", "stages": "model.stages", "embed_dim": "model.embed_dim", "fusion": "model.fusion", "epochs_per_step": "recipe.epochs_per_step",
     "steps": "recipe.steps", "seed": "recipe.seed", "batch_size": "recipe.batch_size",
     "label_fraction": "data.label_fraction", "pseudo_label_threshold": "recipe.pseudo_label_threshold",
     "threads": "recipe.num_threads", "no_progress": "recipe.progress", "init_from": "init_from", "int8": "int8",
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--frames", type=int, default=DataConfig.frames)
     ap.add_argument("--image-size", type=int, default=DataConfig.image_size)
     ap.add_argument("--width", type=float, default=ModelConfig.width)
+    ap.add_argument("--stages", type=int, default=ModelConfig.stages, help="MobileNetV2 stages kept (1-7)")
+    ap.add_argument("--embed-dim", type=int, default=ModelConfig.embed_dim, help="frame embedding width (0 = 1280)")
     ap.add_argument("--fusion", choices=("concat", "mean"), default=ModelConfig.fusion)
     ap.add_argument("--epochs-per-step", type=int, default=RecipeConfig.epochs_per_step)
     ap.add_argument("--steps", default="1,2,3", help="S4L steps to run, e.g. 1,2,3 or 3")
@@ -187,7 +189,8 @@ def config_from_args(a: argparse.Namespace, steps: tuple[int, ...]) -> FitConfig
                         label_fraction_seed=a.label_fraction_seed, label_fraction_per_class=a.label_fraction_per_class,
                         max_preload_frames=a.max_preload_frames, augment=AugmentConfig(enabled=a.augment),
                         store=a.store, loader_workers=a.loader_workers),
-        model=ModelConfig(kind=a.model, mode=a.mode, width=a.width, fusion=a.fusion),
+        model=ModelConfig(kind=a.model, mode=a.mode, width=a.width, stages=a.stages, embed_dim=a.embed_dim,
+                          fusion=a.fusion),
         loss=LossConfig(supervised_weight=a.supervised_weight, entmin_weight=a.entmin_weight, vat_weight=a.vat_weight,
                         rotation_weight=a.rotation_weight, vat_eps=a.vat_eps, rampup=a.rampup),
         recipe=RecipeConfig(steps=steps, epochs_per_step=a.epochs_per_step, seed=a.seed, batch_size=a.batch_size,

@@ -32,6 +32,7 @@ def write_outputs(run: Path, cfg: FitConfig, schema, model, served, metrics, unt
     frames = torch.stack([example[i][0] for i in range(len(example))])
     mask = torch.stack([example[i][1] for i in range(len(example))])
     meta = {"model_version": run.name, "kind": cfg.model.kind, "mode": cfg.model.mode, "fusion": cfg.model.fusion,
+            "width": cfg.model.width, "stages": cfg.model.stages, "embed_dim": cfg.model.embed_dim,
             "schema": schema.to_dict(), "untrained": untrained, "temperatures": temperatures,
             "frames": cfg.data.frames, "image_size": cfg.data.image_size,
             "preprocess": store.preprocess.to_dict(), "serving": metrics["serving"],

@@ -59,14 +59,15 @@ def current_model(model_dir: Path) -> CurrentModel | None:
 
 def architecture_args(onnx_path: Path) -> tuple[str, ...]:
     """`training.fit` flags that rebuild the served model's shape (input size, frames, kind, mode,
-    fusion), from the recmeta.json the registry keeps beside it: a job warm-starts the same
+    fusion, encoder size), from the recmeta.json the registry keeps beside it: a job warm-starts the same
     architecture unless AL_FIT_ARGS says otherwise."""
     try:
         meta = json.loads((Path(onnx_path).parent / "recmeta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return ()
     flags = {"--image-size": meta.get("image_size"), "--frames": meta.get("frames"), "--model": meta.get("kind"),
-             "--mode": meta.get("mode"), "--fusion": meta.get("fusion")}
+             "--mode": meta.get("mode"), "--fusion": meta.get("fusion"), "--width": meta.get("width"),
+             "--stages": meta.get("stages"), "--embed-dim": meta.get("embed_dim")}
     return tuple(x for flag, value in flags.items() if value is not None for x in (flag, str(value)))
 
 

@@ -85,16 +85,20 @@ class MobileNetV2(nn.Module):
         in_channels: int = 1,
         round_nearest: int = 8,
         dropout: float = 0.2,
+        stages: int = len(INVERTED_RESIDUAL_SETTING),
+        last_channel: int | None = None,
     ):
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"MobileNetV2 width_mult must be > 0, got {width_mult}")
         if in_channels < 1:
             raise ValueError(f"MobileNetV2 in_channels must be >= 1, got {in_channels}")
+        if not 1 <= stages <= len(INVERTED_RESIDUAL_SETTING):
+            raise ValueError(f"MobileNetV2 stages must be in 1..{len(INVERTED_RESIDUAL_SETTING)}, got {stages}")
         input_channel = make_divisible(32 * width_mult, round_nearest)
-        self.last_channel = make_divisible(1280 * max(1.0, width_mult), round_nearest)
+        self.last_channel = last_channel or make_divisible(1280 * max(1.0, width_mult), round_nearest)
         features: list[nn.Module] = [ConvBNReLU6(in_channels, input_channel, stride=2)]
-        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+        for t, c, n, s in INVERTED_RESIDUAL_SETTING[:stages]:
             output_channel = make_divisible(c * width_mult, round_nearest)
             for i in range(n):
                 features.append(InvertedResidual(input_channel, output_channel, s if i == 0 else 1, t))

@@ -38,7 +38,8 @@ class RecordingModel(nn.Module):
     """Multi-label classifier of recordings given as frames ``[B, N, 1, S, S]`` and ``frame_mask [B, N]``.
 
     ``schema_heads`` maps label name → number of classes, in schema order (the output order).
-    ``shared_dim`` is the width of the shared layer, ``dropout`` its dropout rate.
+    ``shared_dim`` is the width of the shared layer, ``dropout`` its dropout rate; ``width``, ``stages`` and
+    ``embed_dim`` scale the MobileNetV2 encoder down (training.config.ModelConfig).
     """
 
     def __init__(
@@ -50,6 +51,8 @@ class RecordingModel(nn.Module):
         fusion: str = "concat",
         shared_dim: int = 256,
         dropout: float = 0.2,
+        stages: int = 7,
+        embed_dim: int = 0,
     ):
         super().__init__()
         if kind not in KINDS:
@@ -66,7 +69,8 @@ class RecordingModel(nn.Module):
         self.head_names = tuple(schema_heads)
         self.head_classes = tuple(int(n) for n in schema_heads.values())
         self.kind, self.frames, self.width, self.fusion = kind, frames, width, fusion
-        self.encoder = MobileNetV2(num_classes=None, width_mult=width, in_channels=1)
+        self.encoder = MobileNetV2(num_classes=None, width_mult=width, in_channels=1, stages=stages,
+                                   last_channel=embed_dim or None)
         dim = self.encoder.last_channel
         shared_in = dim * frames if (kind == "multi" and fusion == "concat") else dim
         self.shared = _shared_layer(shared_in, shared_dim, dropout)
