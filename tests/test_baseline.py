@@ -64,11 +64,11 @@ def test_fit_baseline_learns_a_separable_label_and_leaves_one_class_labels_untra
     np.testing.assert_allclose(torch.softmax(out["none"], 1).detach().numpy(), 1 / 3, atol=1e-6)
 
 
-def test_choose_heads_serves_the_network_only_where_it_validates_strictly_better():
+def test_choose_heads_serves_the_baseline_only_where_it_validates_strictly_better():
     network = {"a": 0.60, "b": 0.80, "c": 0.70, "d": None, "e": 0.5, "f": 0.9}
     baseline = {"a": 0.75, "b": 0.70, "c": 0.70, "d": 0.9, "e": 0.9, "f": None}
     assert choose_heads(network, baseline, untrained_baseline={"e"}) == {
-        "a": "baseline", "b": "network", "c": "baseline", "d": "baseline", "e": "network", "f": "baseline"}
+        "a": "baseline", "b": "network", "c": "network", "d": "network", "e": "network", "f": "network"}
 
 
 class _Constant(torch.nn.Module):

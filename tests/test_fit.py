@@ -61,12 +61,12 @@ def test_cli_smoke_run_writes_every_artifact(generated, tmp_path):
     assert cfg.data.image_size == 32 and cfg.recipe.steps == (1, 2, 3)
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["steps"]) == {"1", "2", "3"} and metrics["network"]["val"] == metrics["steps"]["3"]["val"]
-    # the network serves a label only where it validated strictly better than the baseline (or no baseline fitted)
+    # the baseline serves a label only where it validated strictly better than the network (and was fitted)
     for name, head in metrics["serving"].items():
         net, base = (metrics[k]["val"]["labels"][name]["balanced_accuracy"] for k in ("network", "baseline"))
         fitted = metrics["baseline"]["strengths"][name] is not None
-        assert head == ("network" if not fitted or (net is not None and base is not None and net > base)
-                        else "baseline"), name
+        assert head == ("baseline" if fitted and net is not None and base is not None and base > net
+                        else "network"), name
         assert metrics["val"]["labels"][name] == metrics[head]["val"]["labels"][name]
         assert metrics["test"]["labels"][name] == metrics[head]["test"]["labels"][name]
     names = list(load_label_config().names)

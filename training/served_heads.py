@@ -1,5 +1,5 @@
 """Which head serves each label: fit the linear baseline beside the trained network, score both on
-validation and test, and serve per label the network only where it validated strictly better (training/baseline.py).
+validation and test, and serve per label the baseline only where it validated strictly better (training/baseline.py).
 
 `metrics.json` then holds the served model under "val"/"test" (what the exported file does), and the
 two candidates under "network" and "baseline", so a reader sees how far the network is from the baseline.
