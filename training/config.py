@@ -67,7 +67,7 @@ class ModelConfig:
     kind: str = "multi"  # "multi": N frames per recording in; "single": one frame, recordings average
     mode: str = "mtl"  # "mtl": one model, one head per label; "stl": one model per label (StlEnsemble)
     # The MobileNetV2 is scaled down in depth, not width: its first 4 stages at full width with a 256-wide
-    # embedding beat width 0.5 with all 7 stages by 7-8 points on facemask (S4L and supervised) and train ~5x
+    # embedding beat width 0.5 with all 7 stages by 6-8 points on facemask (S4L and supervised) and train
     # faster on a CPU; from scratch on a few hundred labels the deep, narrow network learns less
     # (docs/training.md, "Why these defaults").
     width: float = 1.0  # MobileNetV2 width multiplier

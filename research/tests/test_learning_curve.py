@@ -30,7 +30,7 @@ def _run(tmp_path, name, arm_steps, vat):
 def test_rows_score_the_served_head_by_the_serving_rule(tmp_path):
     rows = cell_rows(_run(tmp_path, "s4l", [1, 2, 3], 0.3), "bench")
     served = {r["label"]: r["balanced_accuracy"] for r in rows if r["head"] == "served"}
-    assert served == {"a": "0.8000", "b": "0.7000"}  # a: network validated better; b: a tie goes to the baseline
+    assert served == {"a": "0.8000", "b": "0.6000"}  # a: network validated better; b: a tie keeps the network
     assert {r["arm"] for r in rows} == {"s4l"} and rows[0]["training_labels"] == "Yes:4; No:1"
 
 
