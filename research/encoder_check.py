@@ -8,7 +8,8 @@ keeps the product's network from learning it.
 
 The loop is deliberately plain: every step draws labelled training recordings and one random frame of each,
 class-balanced cross-entropy summed over the labels a recording carries, Adam, then BatchNorm statistics
-re-estimated over the training recordings; a recording's prediction is the mean of its frames' softmaxes. Prints one JSON line with the test balanced accuracy per label and the wall time.
+re-estimated over the training recordings; a recording's prediction is the mean of its frames' softmaxes.
+Prints one JSON line with the test balanced accuracy per label and the wall time.
 """
 from __future__ import annotations
 
@@ -70,6 +71,11 @@ def build(encoder: str, heads: dict[str, int], width: float, stages: int, last_c
     return FrameClassifier(enc, dim, heads)
 
 
+def random_frames(store, rows, rng: np.random.Generator) -> torch.Tensor:
+    """One randomly chosen frame of each recording, ``[len(rows), 1, S, S]``."""
+    return torch.from_numpy(np.concatenate([store.images(r, [rng.integers(store.frame_count(r))]) for r in rows]))
+
+
 def train(model: FrameClassifier, store, rows: list[int], epochs: int, batch: int, lr: float, seed: int) -> None:
     labels = store.labels
     labelled = [r for r in rows if (labels[r] >= 0).any()]
@@ -83,18 +89,16 @@ def train(model: FrameClassifier, store, rows: list[int], epochs: int, batch: in
         order = rng.permutation(labelled)
         for i in range(0, len(order), batch):
             part = order[i:i + batch]
-            x = torch.from_numpy(np.concatenate([store.images(r, [rng.integers(store.frame_count(r))]) for r in part]))
             y = torch.from_numpy(labels[part])
             loss = sum(nn.functional.cross_entropy(out[y[:, k] >= 0], y[y[:, k] >= 0, k], weight=class_w[k])
-                       for k, out in enumerate(model(x)) if (y[:, k] >= 0).any())
+                       for k, out in enumerate(model(random_frames(store, part, rng))) if (y[:, k] >= 0).any())
             opt.zero_grad()
             loss.backward()
             opt.step()
     # as training.recipe does after every epoch: BatchNorm statistics re-estimated at the final weights (with
     # few steps, the running averages still carry their initial values, and eval-mode outputs of a deep network
     # become constant)
-    batches = [torch.from_numpy(np.concatenate([store.images(r, [rng.integers(store.frame_count(r))])
-                                                for r in rows[i:i + batch]])) for i in range(0, len(rows), batch)]
+    batches = (random_frames(store, rows[i:i + batch], rng) for i in range(0, len(rows), batch))
     recompute_bn_stats(model, batches, lambda m, x: m(x))
 
 

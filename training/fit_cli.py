@@ -18,7 +18,8 @@ from training.config_paths import parse_assignment, value_at, with_values
 DEST_FIELDS = {
     "export": "export", "label_config": "label_config", "data_root": "data_root", "out": "out", "split": "split",
     "mode": "model.mode", "model": "model.kind", "frames": "data.frames", "image_size": "data.image_size",
-    "width": "model.width", "stages": "model.stages", "embed_dim": "model.embed_dim", "fusion": "model.fusion", "epochs_per_step": "recipe.epochs_per_step",
+    "width": "model.width", "stages": "model.stages", "embed_dim": "model.embed_dim", "fusion": "model.fusion",
+    "epochs_per_step": "recipe.epochs_per_step",
     "steps": "recipe.steps", "seed": "recipe.seed", "batch_size": "recipe.batch_size",
     "label_fraction": "data.label_fraction", "pseudo_label_threshold": "recipe.pseudo_label_threshold",
     "threads": "recipe.num_threads", "no_progress": "recipe.progress", "init_from": "init_from", "int8": "int8",
